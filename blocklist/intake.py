@@ -1,0 +1,78 @@
+"""Hub intake: turn a number as a person wrote it into canonical E.164 (DESIGN.md rule 5).
+
+A number must be *possible* for its country (right country code, right length). One that
+phonenumbers does not know as allocated is accepted with a warning: its metadata lags Ofcom's
+real allocations, and a victim must never go unprotected because of that. Emergency and helpline
+numbers are refused: they can never be barred (safety invariant 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
+from phonenumbers import shortnumberinfo
+
+from blocklist.dialplan import DialPlan
+from blocklist.neverblock import NeverBlock
+
+__all__ = ["MAX_INTAKE_CHARS", "IntakeError", "IntakeResult", "canonicalise"]
+
+MAX_INTAKE_CHARS = 64  # a human-written number with spaces and "(0)" never needs more
+
+WARN_UNALLOCATED = "not known to phonenumbers as an allocated number; accepted as possible"
+
+_REASONS = {
+    ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+    ValidationResult.TOO_SHORT: "too short for its country",
+    ValidationResult.TOO_LONG: "too long for its country",
+    ValidationResult.INVALID_LENGTH: "not a possible length for its country",
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "a local-only number: give the area code",
+}
+
+
+class IntakeError(ValueError):
+    """The number cannot be barred; `reason` says why, without repeating the number."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    e164: str
+    warnings: tuple[str, ...] = ()
+
+
+def canonicalise(raw: str, plan: DialPlan | None = None) -> IntakeResult:
+    """Canonical E.164 for a number written any human way, or IntakeError with the reason."""
+    plan = plan or DialPlan()
+    text = raw.strip()
+    if not text:
+        raise IntakeError("empty number")
+    if len(text) > MAX_INTAKE_CHARS:
+        raise IntakeError(f"longer than {MAX_INTAKE_CHARS} characters")
+    never = NeverBlock(plan.country_code, plan.trunk_prefix, plan.never_block_extra)
+    compact = "".join(ch for ch in text if ch not in " -.()/")
+    if never.matches_dial(compact) or never.matches_e164(compact.lstrip("+")):
+        raise IntakeError("an emergency or helpline number, which can never be barred")
+    if shortnumberinfo.is_emergency_number(compact, plan.country):
+        raise IntakeError("an emergency number, which can never be barred")
+    try:
+        parsed = phonenumbers.parse(text, plan.country)
+    except NumberParseException as exc:
+        raise IntakeError(f"not a phone number ({exc._msg})") from None
+    if parsed.extension:
+        raise IntakeError("has an extension: bar the number without it")
+    possible = phonenumbers.is_possible_number_with_reason(parsed)
+    if possible != ValidationResult.IS_POSSIBLE:
+        raise IntakeError(f"not a possible number: {_REASONS.get(possible, 'impossible')}")
+    e164 = phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+    if never.matches_e164(e164[1:]):
+        raise IntakeError("an emergency or helpline number, which can never be barred")
+    warnings: tuple[str, ...] = ()
+    if not phonenumbers.is_valid_number(parsed):
+        warnings = (WARN_UNALLOCATED,)
+    return IntakeResult(e164, warnings)

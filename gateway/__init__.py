@@ -1,0 +1,1 @@
+"""upcs gateway."""
