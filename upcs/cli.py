@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from upcs.cli_blocklist import app as blocklist_app
+from upcs.cli_demo import app as demo_app
 from upcs.cli_gateway import app as gateway_app
 from upcs.cli_hub import app as hub_app
 from upcs.cli_sync import app as sync_app
@@ -25,6 +26,7 @@ app.add_typer(blocklist_app, name="blocklist")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(sync_app, name="sync")
 app.add_typer(hub_app, name="hub")
+app.add_typer(demo_app, name="demo")
 
 
 def main() -> None:
