@@ -3,12 +3,23 @@
 The normaliser derives every plausible E.164 target a carrier could connect from the string and
 blocks if any of them, or any prefix of one of a valid length (overdialling), is barred. Anything
 it cannot read without doubt is `invalid`, and invalid is refused like blocked (fail closed).
+
+Readings of one dial string (rule 2), after stacked dial prefixes are stripped in every way:
+
+* definitive: `+CC...` / `00CC...` (international), `0...` (national with the trunk prefix);
+* speculative: digits with no prefix at all may be a local number in the site's area, an
+  international number sent without `+`/`00`, or a national number sent without the trunk `0`.
+
+Every reading is screened; only definitive readings (and exact never-block dials) may let the
+never-block list allow a call, so a speculative reading that happens to spell a helpline can
+never hide a barred number behind it.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import re
+from typing import NamedTuple
 
 import phonenumbers
 from phonenumbers import PhoneMetadata
@@ -16,7 +27,7 @@ from phonenumbers import PhoneMetadata
 from blocklist.dialplan import DialPlan
 from blocklist.holder import ListHolder
 from blocklist.neverblock import NeverBlock
-from blocklist.snapshot import E164_MAX_DIGITS, E164_MIN_DIGITS, ListSnapshot
+from blocklist.snapshot import E164_MAX_DIGITS, ListSnapshot
 
 __all__ = ["MAX_DIAL_CHARS", "CheckResult", "Screener", "Verdict", "country_lengths"]
 
@@ -27,9 +38,14 @@ MAX_DIAL_CHARS = 64
 # Bounds the prefix-stripping search: no honest dial stacks more prefixes than this.
 MAX_PREFIX_VARIANTS = 16
 
-_SEPARATORS = frozenset(" -.()/\t")  # visual separators: RFC 3966 §5.1.1 plus spaces and tabs
-_POSTDIAL = frozenset(",;pPwW#*")  # pause/wait (RFC 3966 §5.1.1 "p"/"w", GSM ","), DTMF #, *
-_DIGITS = frozenset("0123456789")
+# Visual separators: RFC 3966 §5.1.1 "visual-separator" (- . ( )) plus spaces, '/' and tabs.
+_SEPARATORS = b" -.()/\t"
+# After the separators are gone (and the string lower-cased): an optional '+' that may only
+# follow stacked dial prefixes, the main digits, then post-dial parts only: pauses and waits
+# (',' GSM/Android, 'p'/'w' RFC 2806, ';' Android wait), DTMF '#' and '*', digits, and the
+# RFC 3966 §5.1.5 ';ext=' extension. Any other parameter (';phone-context=', ';rn=', ';isub=')
+# can change which number the main digits mean, so it makes the whole string invalid.
+_DIAL = re.compile(rb"(?:([0-9]*)\+)?([0-9]+)(?:;ext=|[0-9,;pw#*])*")
 
 
 class Verdict(enum.Enum):
@@ -38,8 +54,10 @@ class Verdict(enum.Enum):
     INVALID = "invalid"
 
 
-@dataclass(frozen=True, slots=True)
-class CheckResult:
+class CheckResult(NamedTuple):
+    """The verdict for one dial string. A NamedTuple rather than a frozen dataclass: it is built
+    on the hot path for every blocked dial, and a tuple is built in half the time."""
+
     verdict: Verdict
     matched: int | None = None  # the barred entry (E.164 digits) for BLOCKED, else None
 
@@ -50,26 +68,36 @@ class CheckResult:
 
 _ALLOWED = CheckResult(Verdict.ALLOWED)
 _INVALID = CheckResult(Verdict.INVALID)
+_BLOCKED = Verdict.BLOCKED
+_new_result = tuple.__new__  # CheckResult without the generated __new__'s argument handling
 
 
-def _build_country_lengths() -> dict[str, tuple[int, ...]]:
-    out: dict[str, tuple[int, ...]] = {}
+def _region_metadata(cc: int, region: str) -> PhoneMetadata | None:
+    if region == "001":  # non-geographic entities (+800, +870, +882, ...)
+        return PhoneMetadata.metadata_for_nongeo_region(cc)
+    return PhoneMetadata.metadata_for_region(region)
+
+
+def _build_country_tables() -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    lengths_by_cc: dict[str, tuple[int, ...]] = {}
+    trunk_by_cc: dict[str, str] = {}
     for cc, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items():
         lengths: set[int] = set()
         for region in regions:
-            meta = (
-                PhoneMetadata.metadata_for_nongeo_region(cc)
-                if region == "001"
-                else PhoneMetadata.metadata_for_region(region)
-            )
+            meta = _region_metadata(cc, region)
             if meta is not None and meta.general_desc is not None:
                 lengths.update(x for x in meta.general_desc.possible_length if x > 0)
         if lengths:
-            out[str(cc)] = tuple(sorted(lengths))
-    return out
+            lengths_by_cc[str(cc)] = tuple(sorted(lengths))
+        # The trunk prefix people write after the country code ("+33 (0)1 ...", "+44 (0)20 ...")
+        # comes from the country's main region (listed first).
+        main = _region_metadata(cc, regions[0]) if regions else None
+        if main is not None and main.national_prefix and main.national_prefix.isdigit():
+            trunk_by_cc[str(cc)] = main.national_prefix
+    return lengths_by_cc, trunk_by_cc
 
 
-_COUNTRY_LENGTHS = _build_country_lengths()
+_COUNTRY_LENGTHS, _COUNTRY_TRUNK = _build_country_tables()
 
 
 def country_lengths(cc: str) -> tuple[int, ...]:
@@ -77,151 +105,31 @@ def country_lengths(cc: str) -> tuple[int, ...]:
     return _COUNTRY_LENGTHS.get(cc, ())
 
 
-def _split_cc(e164: str) -> tuple[str, tuple[int, ...]]:
-    # ITU country codes are prefix-free, so at most one of the 1-, 2- and 3-digit heads is a code.
-    for n in (1, 2, 3):
-        lengths = _COUNTRY_LENGTHS.get(e164[:n])
-        if lengths is not None:
-            return e164[:n], lengths
-    return "", ()
-
-
-class Screener:
-    """Screens dial strings against whatever snapshot the holder currently has.
-
-    Construct once per dial plan; `check` is the hot path and allocates little.
-    """
-
-    __slots__ = ("_cc", "_holder", "_intl", "_never", "_plan", "_prefixes", "_trunk")
-
-    def __init__(self, plan: DialPlan, holder: ListHolder) -> None:
-        self._plan = plan
-        self._holder = holder
-        self._cc = plan.country_code
-        self._intl = plan.international_prefix
-        self._trunk = plan.trunk_prefix
-        self._prefixes = plan.dial_prefixes
-        self._never = NeverBlock(plan.country_code, plan.trunk_prefix, plan.never_block_extra)
-
-    @property
-    def plan(self) -> DialPlan:
-        return self._plan
-
-    @property
-    def never_block(self) -> NeverBlock:
-        return self._never
-
-    def check(self, dialled: str) -> CheckResult:
-        """The verdict for one dial string, against the current snapshot."""
-        digits, plus_at = self._clean(dialled)
-        if digits is None:
-            return _INVALID
-        variants = self._variants(digits, plus_at)
-        if variants is None:
-            return _INVALID
-        never = self._never
-        candidates = self._candidates(variants)
-        for v, plus in variants:
-            if not plus and never.matches_dial(v):
-                return _ALLOWED
-        for c in candidates:
-            if never.matches_e164(c):
-                return _ALLOWED
-        snap = self._holder.current
-        usable = False
-        for c in candidates:
-            hit, valid = _lookup(c, snap)
-            if hit is not None:
-                return CheckResult(Verdict.BLOCKED, hit)
-            usable = usable or valid
-        return _ALLOWED if usable else _INVALID
-
-    def screen(self, dialled: str) -> str:
-        """The verdict as a plain string, the form `gateway.sip` is injected with."""
-        return self.check(dialled).verdict.value
-
-    # -- the normaliser ---------------------------------------------------------------------
-
-    @staticmethod
-    def _clean(dialled: str) -> tuple[str | None, int]:
-        """Digits of the main part (before any post-dial part) and where a '+' stood (-1: none).
-
-        Returns (None, -1) for anything not read without doubt: non-ASCII (full-width and other
-        Unicode digits included: a carrier may read them differently, so they never pass),
-        letters, escapes, a second '+', or an empty main part.
-        """
-        if len(dialled) > MAX_DIAL_CHARS or not dialled.isascii():
-            return None, -1
-        low = dialled.lower()
-        cut = len(low)
-        ext = low.find(";ext=")  # RFC 3966 §5.1.5 extension: the number is what stands before it
-        if ext >= 0:
-            cut = ext
-        out: list[str] = []
-        plus_at = -1
-        for i in range(cut):
-            ch = low[i]
-            if ch in _DIGITS:
-                out.append(ch)
-            elif ch in _SEPARATORS:
-                continue
-            elif ch == "+":
-                if plus_at >= 0:
-                    return None, -1
-                plus_at = len(out)
-            elif ch in _POSTDIAL:
+def _build_cc_by_head() -> dict[str, str]:
+    # ITU country codes are prefix-free, so the first three digits of an E.164 number name its
+    # country code (or none); one dict lookup instead of trying 1, 2 and 3 digits in turn.
+    out: dict[str, str] = {}
+    for i in range(1000):
+        head = f"{i:03d}"
+        for n in (1, 2, 3):
+            if head[:n] in _COUNTRY_LENGTHS:
+                out[head] = head[:n]
                 break
-            else:
-                return None, -1
-        if not out:
-            return None, -1
-        return "".join(out), plus_at
+    return out
 
-    def _variants(self, digits: str, plus_at: int) -> list[tuple[str, bool]] | None:
-        """Every reading of the string with stacked dial prefixes stripped: (digits, had_plus)."""
-        prefixes = self._prefixes
-        if plus_at >= 0:
-            # '+' may only follow dial prefixes: "9+44...", "141+44...". Anything else is doubt.
-            head, tail = digits[:plus_at], digits[plus_at:]
-            if not tail:
-                return None
-            if head:
-                heads = _strip_all(head, prefixes)
-                if heads is None or "" not in heads:
-                    return None
-            return [(tail, True)]
-        found = _strip_all(digits, prefixes)
-        if found is None:
-            return None
-        return [(v, False) for v in found if v]
 
-    def _candidates(self, variants: list[tuple[str, bool]]) -> list[str]:
-        """Every plausible E.164 target (digits, no '+') of every variant, without repeats."""
-        cc, intl, trunk, area = self._cc, self._intl, self._trunk, self._plan.area_code
-        out: list[str] = []
-        cc_trunk = cc + trunk if trunk else ""
-        for v, plus in variants:
-            if plus or v.startswith(intl):
-                number = v if plus else v[len(intl) :]
-                out.append(number)
-                # "+44 (0)20 ..." and "0044 0 20 ...": the trunk 0 written after the country code.
-                if cc_trunk and number.startswith(cc_trunk):
-                    out.append(cc + number[len(cc_trunk) :])
-                continue
-            if trunk and v.startswith(trunk):
-                out.append(cc + v[len(trunk) :])
-                continue
-            # No prefix at all: a local number in the site's area, an international number sent
-            # without '+' or '00', or a national number sent without its trunk prefix.
-            if area:
-                out.append(cc + area + v)
-            out.append(v)
-            out.append(cc + v)
-        return list(dict.fromkeys(out))
+_CC_BY_HEAD = _build_cc_by_head()
+
+
+def _split_cc(e164: str) -> str:
+    """The country code an E.164 digit string starts with, or '' when none does."""
+    cc = _CC_BY_HEAD.get(e164[:3], "")
+    return cc if len(e164) > len(cc) else ""
 
 
 def _strip_all(digits: str, prefixes: tuple[str, ...]) -> list[str] | None:
-    """The string and every string left by stripping stacked prefixes from its front."""
+    """The string and every string left by stripping stacked prefixes from its front, in any
+    order; None when a string stacks more prefixes than MAX_PREFIX_VARIANTS allows."""
     found = [digits]
     i = 0
     while i < len(found):
@@ -237,29 +145,215 @@ def _strip_all(digits: str, prefixes: tuple[str, ...]) -> list[str] | None:
     return found
 
 
-def _lookup(candidate: str, snap: ListSnapshot) -> tuple[int | None, bool]:
-    """(barred entry matched, whether the candidate is a plausible number at all).
+def _international(number: str, out: list[str]) -> None:
+    """Readings of a number written after '+' or '00' (or as one without them): the number itself,
+    and without the trunk prefix people write after the country code ("+44 (0)20 ...")."""
+    if number not in out:
+        out.append(number)
+    cc = _split_cc(number)
+    trunk = _COUNTRY_TRUNK.get(cc) if cc else None
+    if trunk and number.startswith(trunk, len(cc)):
+        stripped = cc + number[len(cc) + len(trunk) :]
+        if stripped not in out:
+            out.append(stripped)
 
-    Checks the candidate and each prefix of it of a possible length for its country, so digits
-    overdialled after a barred number still match it (DESIGN.md screening rule 3).
+
+class _Tables:
+    """Per-snapshot lookup tables: for each country code, the shortest candidate that can be a
+    number at all and the candidate lengths (prefixes) worth looking up in this snapshot."""
+
+    __slots__ = ("bitmap", "by_cc", "present", "snapshot")
+
+    def __init__(self, snapshot: ListSnapshot) -> None:
+        self.snapshot = snapshot
+        self.bitmap = snapshot.bitmap
+        self.present = snapshot.lengths
+        self.by_cc: dict[str, tuple[int, tuple[int, ...]]] = {}
+
+    def for_cc(self, cc: str) -> tuple[int, tuple[int, ...]]:
+        info = self.by_cc.get(cc)
+        if info is None:
+            lengths = _COUNTRY_LENGTHS[cc]
+            totals = tuple(
+                len(cc) + n
+                for n in lengths
+                if len(cc) + n <= E164_MAX_DIGITS and len(cc) + n in self.present
+            )
+            info = (len(cc) + lengths[0], totals)
+            self.by_cc[cc] = info  # idempotent: a racing reader computes the same value
+        return info
+
+
+class Screener:
+    """Screens dial strings against whatever snapshot the holder currently has.
+
+    Construct once per dial plan; `check` is the hot path: plain digit strings (what a PBX puts in
+    a Request-URI) skip the parser, and only candidate lengths present in the list are looked up.
     """
-    if len(candidate) < E164_MIN_DIGITS or candidate[0] == "0":
-        return None, False
-    cc, lengths = _split_cc(candidate)
-    if not cc:
-        return None, False
-    nsn_len = len(candidate) - len(cc)
-    present = snap.lengths
-    bitmap = snap.bitmap
-    valid = False
-    for n in lengths:
-        if n > nsn_len:
-            break
-        valid = True
-        total = len(cc) + n
-        if total > E164_MAX_DIGITS or total not in present:
-            continue
-        value = int(candidate[:total])
-        if value in bitmap:
-            return value, True
-    return None, valid
+
+    __slots__ = (
+        "_area",
+        "_cc",
+        "_holder",
+        "_intl",
+        "_never",
+        "_never_dials",
+        "_never_e164",
+        "_never_ints",
+        "_plan",
+        "_prefix_heads",
+        "_prefixes",
+        "_tables",
+        "_trunk",
+    )
+
+    def __init__(self, plan: DialPlan, holder: ListHolder) -> None:
+        self._plan = plan
+        self._holder = holder
+        self._cc = plan.country_code
+        self._intl = plan.international_prefix
+        self._trunk = plan.trunk_prefix
+        self._area = plan.area_code
+        self._prefixes = tuple(p for p in plan.dial_prefixes if p)
+        self._prefix_heads = frozenset(p[0] for p in self._prefixes)
+        self._never = NeverBlock(plan.country_code, plan.trunk_prefix, plan.never_block_extra)
+        self._never_dials = self._never.dials
+        self._never_e164 = self._never.e164_digits
+        self._never_ints = frozenset(int(d) for d in self._never_e164)
+        self._tables = _Tables(holder.current)
+
+    @property
+    def plan(self) -> DialPlan:
+        return self._plan
+
+    @property
+    def never_block(self) -> NeverBlock:
+        return self._never
+
+    def check(self, dialled: str) -> CheckResult:
+        """The verdict for one dial string, against the current snapshot."""
+        if len(dialled) > MAX_DIAL_CHARS:
+            return _INVALID
+        # Fast path: a plain ASCII digit string with no dial prefix in front, in national form
+        # (trunk prefix) -- what a PBX usually puts in a Request-URI. It is exactly the general
+        # path below specialised to one definitive reading (tests check they agree).
+        if dialled.isascii() and dialled.isdigit():
+            trunk = self._trunk
+            if (
+                trunk
+                and dialled[0] not in self._prefix_heads
+                and dialled.startswith(trunk)
+                and not dialled.startswith(self._intl)
+                and dialled not in self._never_dials
+            ):
+                candidate = self._cc + dialled[len(trunk) :]
+                if candidate in self._never_e164:
+                    return _ALLOWED
+                return self._lookup((candidate,))
+            return self._check_parsed(None, dialled)
+        # Everything else (full-width and other Unicode digits included: a carrier may read them
+        # differently) goes through the strict parser, and anything it cannot read is invalid.
+        parsed = _parse(dialled)
+        if parsed is None:
+            return _INVALID
+        return self._check_parsed(*parsed)
+
+    def screen(self, dialled: str) -> str:
+        """The verdict as a plain string, the form `gateway.sip` is injected with."""
+        return self.check(dialled).verdict.value
+
+    def _check_parsed(self, head: str | None, digits: str) -> CheckResult:
+        """The general path: `head` is what stood before a '+' (None: no '+'), `digits` the main
+        digits with separators and post-dial parts removed."""
+        never_e164 = self._never_e164
+        candidates: list[str] = []
+        if head is not None:
+            # '+' may only follow stacked dial prefixes ("9+44...", "141+44..."); else doubt.
+            if head:
+                heads = _strip_all(head, self._prefixes)
+                if heads is None or "" not in heads:
+                    return _INVALID
+            _international(digits, candidates)
+            for c in candidates:
+                if c in never_e164:
+                    return _ALLOWED
+            return self._lookup(candidates)
+        if digits[0] in self._prefix_heads:
+            found = _strip_all(digits, self._prefixes)
+            if found is None:
+                return _INVALID
+            variants = found
+        else:
+            variants = [digits]
+        never_dials = self._never_dials
+        for v in variants:
+            if v in never_dials:
+                return _ALLOWED  # rule 1: never-block first
+        intl, trunk, cc, area = self._intl, self._trunk, self._cc, self._area
+        speculative: list[str] = []
+        for v in variants:
+            if not v:
+                continue
+            if v.startswith(intl):
+                _international(v[len(intl) :], candidates)
+            elif trunk and v.startswith(trunk):
+                c = cc + v[len(trunk) :]
+                if c not in candidates:
+                    candidates.append(c)
+            else:
+                if area:
+                    speculative.append(cc + area + v)
+                _international(v, speculative)
+                speculative.append(cc + v)
+        for c in candidates:
+            if c in never_e164:
+                return _ALLOWED
+        candidates.extend(speculative)
+        return self._lookup(candidates)
+
+    def _lookup(self, candidates: list[str] | tuple[str, ...]) -> CheckResult:
+        """BLOCKED if a candidate, or a prefix of one of a possible length, is barred (rule 3);
+        ALLOWED if at least one candidate is long enough to be a number; else INVALID."""
+        tables = self._tables
+        snap = self._holder.current
+        if tables.snapshot is not snap:
+            # First check after a swap: one attribute store, so a concurrent reader sees either
+            # the old tables or the new ones, each consistent with its own snapshot.
+            tables = _Tables(snap)
+            self._tables = tables
+        bitmap = tables.bitmap
+        by_cc = tables.by_cc
+        usable = False
+        for c in candidates:
+            cc = _split_cc(c)
+            if not cc:
+                continue
+            info = by_cc.get(cc)
+            if info is None:
+                info = tables.for_cc(cc)
+            size = len(c)
+            if size < info[0]:
+                continue
+            usable = True
+            for total in info[1]:
+                if total > size:
+                    break
+                value = int(c[:total])
+                # A never-block number can never be barred, even if a list carries it.
+                if value in bitmap and value not in self._never_ints:
+                    return _new_result(CheckResult, (_BLOCKED, value))
+        return _ALLOWED if usable else _INVALID
+
+
+def _parse(dialled: str) -> tuple[str | None, str] | None:
+    """(digits before a '+' or None when there is no '+', main digits) of a formatted dial
+    string, or None when the string is not read without doubt (rule 4)."""
+    if not dialled or not dialled.isascii():
+        return None
+    compact = dialled.encode("ascii").translate(None, _SEPARATORS).lower()
+    m = _DIAL.fullmatch(compact)
+    if m is None:
+        return None
+    head: bytes | None = m.group(1)
+    main: bytes = m.group(2)
+    return (None if head is None else head.decode("ascii")), main.decode("ascii")
