@@ -125,12 +125,14 @@ class TcpTransport:
         self._sweeper: asyncio.Task[None] | None = None
         self.bound: list[tuple[str, int]] = []
 
-    async def listen(self, endpoint: Endpoint) -> tuple[str, int]:
+    async def listen(self, endpoint: Endpoint, *, reuse_port: bool = False) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if endpoint.is_ipv6 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((endpoint.host, endpoint.port))

@@ -1,0 +1,373 @@
+"""Wiring: the list, the screener, the proxy core, its transports, metrics, signals and drain.
+
+The gateway never imports `sync` or `hub` (DESIGN.md "Components"): the list follower is handed in
+by `upcs/cli_gateway.py` as a factory that takes the `ListHolder` and returns an object with
+`async run()` and `status()`. The attempts reporter is handed in the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from blocklist import DialPlan, ListHolder, ListSnapshot, Screener, SnapshotFileError, read_snapshot
+from gateway.attempts import AttemptReporter
+from gateway.http import MetricsHttpServer
+from gateway.logs import NumberTagger, log_event
+from gateway.metrics import FollowerStatusLike, GatewayMetrics, ListView
+from gateway.observe import EventObserver, TimedScreen
+from gateway.settings import GatewaySettings
+from gateway.sip import ProxyConfig, ProxyCore, SipError, StreamFramer
+from gateway.transport.driver import CoreDriver
+from gateway.transport.endpoint import Endpoint
+from gateway.transport.tcp import TcpTransport
+from gateway.transport.udp import UdpListener, UdpSenders
+
+__all__ = ["Follower", "Gateway", "GatewayStartError", "load_initial_snapshot"]
+
+_log = logging.getLogger("upcs.gateway")
+DRAIN_POLL_S = 0.05  # how often the drain checks whether in-flight transactions have ended
+FOLLOWER_STOP_TIMEOUT_S = 10.0  # the follower persists its snapshot on the way out: allow a write
+ATTEMPTS_FLUSH_TIMEOUT_S = 2.0  # queued attempt reports get this long to reach Redis at shutdown
+
+
+class GatewayStartError(RuntimeError):
+    """The gateway cannot start (bad snapshot, port in use...); the message says what and where."""
+
+
+class Follower(Protocol):
+    """What the gateway needs of `sync.RedisFollower` / `sync.SnapshotFileFollower`."""
+
+    async def run(self) -> None: ...
+    def status(self) -> FollowerStatusLike: ...
+
+
+def load_initial_snapshot(path: Path | None, allow_empty: bool) -> ListSnapshot:
+    """The list to start with; refuses to start on a missing or damaged file unless told."""
+    if path is None or not path.exists():
+        if allow_empty:
+            return ListSnapshot.empty()
+        where = "no --snapshot given" if path is None else f"{path}: no such snapshot file"
+        raise GatewayStartError(f"{where}; refusing to start unscreened (use --allow-empty)")
+    try:
+        return read_snapshot(path)
+    except SnapshotFileError as exc:
+        if allow_empty:
+            raise GatewayStartError(f"{exc} (--allow-empty does not cover damage)") from None
+        raise GatewayStartError(str(exc)) from None
+    except OSError as exc:
+        raise GatewayStartError(f"{path}: cannot read snapshot: {exc.strerror}") from None
+
+
+def _is_wildcard(host: str) -> bool:
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host).is_unspecified
+    return False
+
+
+async def _resolve(host: str) -> str:
+    """An IP literal for `host`: sending to a name would resolve it on every datagram."""
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(host))
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise GatewayStartError(f"cannot resolve upstream host {host!r}: {exc}") from None
+    return str(infos[0][4][0])
+
+
+@dataclass
+class _State:
+    started: bool = False
+    draining: bool = False
+    follower_error: str | None = None
+    list_current_unix: float = 0.0  # last load or swap, when the follower reports no sync time
+
+
+class Gateway:
+    """One gateway process: `await start()`, then `await serve()` until a signal, or `stop()`."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        plan: DialPlan,
+        snapshot: ListSnapshot,
+        *,
+        follower_factory: Callable[[ListHolder], Follower] | None = None,
+        reporter: AttemptReporter | None = None,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or GatewayMetrics()
+        self.holder = ListHolder(snapshot)
+        self.screener = Screener(plan, self.holder)
+        self._screen = TimedScreen(self.screener, self.metrics)
+        self._follower = follower_factory(self.holder) if follower_factory else None
+        self._reporter = reporter
+        self._state = _State(list_current_unix=time.time())
+        self.holder.on_swap(self._on_swap)
+        self._observer = EventObserver(
+            self.metrics, self._screen, NumberTagger(settings.log_key), reporter
+        )
+        self._udp: list[UdpListener] = []
+        self._tcp: TcpTransport | None = None
+        self._http: MetricsHttpServer | None = None
+        self._driver: CoreDriver | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self.metrics.add_scrape_collector(self._list_view, self._follower_status)
+
+    # -- observation ------------------------------------------------------------------------
+
+    def _on_swap(self, snap: ListSnapshot) -> None:
+        self._state.list_current_unix = time.time()
+        log_event(_log, logging.INFO, "list_swapped", version=snap.version, entries=len(snap))
+
+    def _follower_status(self) -> FollowerStatusLike | None:
+        return self._follower.status() if self._follower is not None else None
+
+    def list_age_s(self) -> float:
+        status = self._follower_status()
+        last = self._state.list_current_unix
+        if status is not None and status.last_sync_unix is not None:
+            last = max(last, status.last_sync_unix)
+        return max(0.0, time.time() - last)
+
+    def _list_view(self) -> ListView:
+        snap = self.holder.current
+        return ListView(entries=len(snap), version=snap.version, age_s=self.list_age_s())
+
+    def readiness(self) -> tuple[bool, str]:
+        s = self._state
+        if not s.started:
+            why = "starting"
+        elif s.draining:
+            why = "draining"
+        elif s.follower_error is not None:
+            why = f"list follower stopped: {s.follower_error}"
+        elif len(self.holder.current) == 0 and not self.settings.allow_empty:
+            why = "no list loaded"
+        elif (limit := self.settings.max_list_age_s) is not None and self.list_age_s() > limit:
+            why = f"list stale: {self.list_age_s():.0f} s old, limit {limit:.0f} s"
+        else:
+            self.metrics.ready.set(1)
+            return True, "ready"
+        self.metrics.ready.set(0)
+        return False, why
+
+    def _render_metrics(self) -> bytes:
+        if self._driver is not None:
+            self.metrics.active_transactions.set(self._driver.core.active_transactions)
+        self.readiness()
+        return self.metrics.render()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def udp_addresses(self) -> list[tuple[str, int]]:
+        return [x.bound for x in self._udp]
+
+    @property
+    def tcp_addresses(self) -> list[tuple[str, int]]:
+        return list(self._tcp.bound) if self._tcp is not None else []
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._http.port if self._http is not None else None
+
+    @property
+    def active_transactions(self) -> int:
+        return self._driver.core.active_transactions if self._driver is not None else 0
+
+    async def start(self) -> None:
+        """Bind everything; raises GatewayStartError with a clear message on failure."""
+        try:
+            await self._start()
+        except OSError as exc:
+            await self._close_transports()
+            raise GatewayStartError(f"cannot bind: {exc.strerror or exc}") from None
+        except BaseException:
+            await self._close_transports()
+            raise
+        self._state.started = True
+        log_event(
+            _log, logging.INFO, "gateway_started",
+            udp=",".join(f"{h}:{p}" for h, p in self.udp_addresses) or None,
+            tcp=",".join(f"{h}:{p}" for h, p in self.tcp_addresses) or None,
+            upstream=str(self.settings.upstream), metrics_port=self.metrics_port,
+            entries=len(self.holder.current), version=self.holder.current.version,
+        )  # fmt: skip
+
+    async def _start(self) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        upstream_host = await _resolve(s.upstream.host)
+        metrics = self.metrics
+        receive = self._receive
+
+        def on_udp_error(kind: str) -> None:
+            metrics.transport_errors.labels("udp", kind).inc()
+
+        def on_tcp_error(kind: str) -> None:
+            metrics.transport_errors.labels("tcp", kind).inc()
+
+        udp_eps = [ep for ep in s.listen if ep.transport == "udp"]
+        if s.worker_index is not None and udp_eps:
+            # One of several workers: a private port first, so it is our Via / Record-Route
+            # port and our source port, and the trunk's answers come back here (gateway/workers).
+            own = UdpListener(Endpoint("udp", udp_eps[0].host, 0), receive, on_udp_error)
+            await own.start()
+            self._udp.append(own)
+        for ep in udp_eps:
+            listener = UdpListener(ep, receive, on_udp_error, reuse_port=s.workers > 1)
+            await listener.start()
+            self._udp.append(listener)
+        tcp_eps = [ep for ep in s.listen if ep.transport == "tcp"]
+        if tcp_eps or s.upstream.transport == "tcp":
+            self._tcp = TcpTransport(
+                receive, StreamFramer, SipError, on_tcp_error, metrics.tcp_connections.set
+            )
+            for ep in tcp_eps:
+                await self._tcp.listen(ep, reuse_port=s.workers > 1)
+        local = self._local_address()
+        config = ProxyConfig(
+            upstream=(s.upstream.transport, upstream_host, s.upstream.port),
+            local_host=local[0],
+            local_port=local[1],
+            allow_from=s.allow_from,
+            refusal_status=s.refusal_status,
+            refusal_reason=s.refusal_reason,
+            record_route=s.record_route,
+            **s.timers_s,
+        )
+        core = ProxyCore(config, self._screen)
+        self._driver = CoreDriver(
+            core, loop, self._observer, lambda t: on_udp_error("unroutable_" + t)
+        )
+        if self._udp:
+            self._driver.register_sender("udp", UdpSenders(self._udp, on_udp_error).send)
+        if self._tcp is not None:
+            self._driver.register_sender("tcp", self._tcp.send)
+        if s.metrics is not None:
+            self._http = MetricsHttpServer(
+                s.metrics[0], s.metrics[1], self._render_metrics, self.readiness
+            )
+            await self._http.start()
+        if self._follower is not None:
+            self._tasks.append(asyncio.create_task(self._run_follower(), name="list-follower"))
+        if self._reporter is not None:
+            self._tasks.append(asyncio.create_task(self._reporter.run(), name="attempts"))
+
+    def _local_address(self) -> tuple[str, int]:
+        """Host and port for our Via and Record-Route: the first listener, or --advertise."""
+        if self._udp:
+            host, port = self._udp[0].bound
+        elif self._tcp is not None and self._tcp.bound:
+            host, port = self._tcp.bound[0]
+        else:
+            raise GatewayStartError("no --listen address given")
+        if self.settings.advertise_host:
+            return self.settings.advertise_host, port
+        if _is_wildcard(host):
+            raise GatewayStartError(
+                f"listening on wildcard {host}: set advertise_host in [gateway] (or --advertise)"
+                " to the address the PBX and trunk reach this gateway at"
+            )
+        return host, port
+
+    def _receive(self, data: bytes, transport: str, source: tuple[str, int]) -> None:
+        driver = self._driver
+        if driver is not None:
+            driver.receive(data, transport, source)
+
+    async def _run_follower(self) -> None:
+        assert self._follower is not None
+        try:
+            await self._follower.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Calls keep being screened against the last list; /readyz tells the operator.
+            self._state.follower_error = type(exc).__name__
+            log_event(_log, logging.ERROR, "list_follower_failed", error=repr(exc)[:200])
+
+    def request_stop(self, *, hurry: bool = False) -> None:
+        """Begin the graceful shutdown (what SIGTERM/SIGINT do); a second request hurries it."""
+        if self._stop.is_set() or hurry:
+            self._hurry.set()
+        self._stop.set()
+
+    async def serve(self, *, install_signals: bool = True) -> None:
+        """Serve until SIGTERM/SIGINT (or `request_stop()`), then drain and close."""
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self.request_stop)
+                    installed.append(sig)
+        try:
+            await self._stop.wait()
+            await self.shutdown()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    async def shutdown(self) -> None:
+        """Drain: new INVITEs get 503 + Retry-After; wait (bounded) for in-flight transactions."""
+        s = self.settings
+        self._state.draining = True
+        self.metrics.draining.set(1)
+        self.metrics.ready.set(0)
+        driver = self._driver
+        if driver is not None:
+            driver.drain(s.retry_after_s)
+            start = time.monotonic()
+            log_event(
+                _log, logging.INFO, "gateway_draining",
+                in_flight=driver.core.active_transactions, timeout_s=s.drain_timeout_s,
+            )  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(s.drain_timeout_s):
+                    # The core is sans-I/O and signals nothing: poll its counter.
+                    while driver.core.active_transactions > 0 and not self._hurry.is_set():  # noqa: ASYNC110
+                        await asyncio.sleep(DRAIN_POLL_S)
+            log_event(
+                _log, logging.INFO, "gateway_drained",
+                left=driver.core.active_transactions, took_s=round(time.monotonic() - start, 3),
+            )  # fmt: skip
+        await self._close_transports()
+        await self._stop_tasks()
+        log_event(_log, logging.INFO, "gateway_stopped")
+
+    async def _close_transports(self) -> None:
+        for listener in self._udp:
+            listener.close()
+        if self._tcp is not None:
+            await self._tcp.aclose()
+        if self._driver is not None:
+            self._driver.close()
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def _stop_tasks(self) -> None:
+        if self._reporter is not None:
+            await self._reporter.flush(ATTEMPTS_FLUSH_TIMEOUT_S)
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            # The follower persists its snapshot and closes Redis on the way out: let it finish.
+            await asyncio.wait(self._tasks, timeout=FOLLOWER_STOP_TIMEOUT_S)
+        self._tasks.clear()
+        if self._reporter is not None:
+            await self._reporter.aclose()

@@ -1,0 +1,64 @@
+"""The gateway's one frozen config (STYLE.md rule 5): what `upcs gateway run` and `[gateway]` set.
+
+Defaults are defined here once; the CLI shows them. Units are in the field names.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.transport.endpoint import Endpoint
+
+__all__ = [
+    "DEFAULT_ALLOW_FROM",
+    "DEFAULT_DRAIN_TIMEOUT_S",
+    "DEFAULT_RETRY_AFTER_S",
+    "GatewaySettings",
+    "Network",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# No open relay by default (issue 3): only the local host may send calls until told otherwise.
+DEFAULT_ALLOW_FROM: tuple[Network, ...] = (
+    ipaddress.IPv4Network("127.0.0.0/8"),
+    ipaddress.IPv6Network("::1/128"),
+)
+# Timer B / F run 64*T1 = 32 s (RFC 3261 §17.1.1.2, §17.1.2.2): after that every client
+# transaction has ended on its own, so waiting longer for in-flight work gains nothing.
+DEFAULT_DRAIN_TIMEOUT_S = 32.0
+# RFC 3261 §20.33: how long a refused PBX should wait before retrying; a restart takes seconds.
+DEFAULT_RETRY_AFTER_S = 5
+# Above this many transactions in flight the gateway sheds new INVITEs with 503 + Retry-After
+# instead of collapsing: 2,000 calls/s held for ~8 s of ringing needs ~16,000 INVITE and ~16,000
+# non-INVITE transactions; 50,000 leaves headroom while bounding memory (~ a few KiB each).
+DEFAULT_MAX_TRANSACTIONS = 50_000
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Everything `upcs gateway run` needs, resolved from flags over `[gateway]` over defaults."""
+
+    listen: tuple[Endpoint, ...]
+    upstream: Endpoint
+    snapshot_path: Path | None = None
+    allow_from: tuple[Network, ...] = DEFAULT_ALLOW_FROM
+    metrics: tuple[str, int] | None = None  # (host, port) of /metrics, /healthz, /readyz
+    record_route: bool = True  # needed to see in-dialog REFER (DESIGN.md screening rule 6)
+    refusal_status: int = 403
+    refusal_reason: str = "Forbidden"
+    workers: int = 1
+    max_list_age_s: float | None = None  # /readyz fails when the list is older; None = no limit
+    drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
+    retry_after_s: int = DEFAULT_RETRY_AFTER_S
+    max_transactions: int = DEFAULT_MAX_TRANSACTIONS
+    allow_empty: bool = False
+    advertise_host: str | None = None  # Via / Record-Route host when listening on a wildcard
+    redis_url: str | None = None
+    site: str | None = None
+    key_prefix: str = "upcs"  # Redis key prefix shared with sync (attempts stream)
+    timers_s: dict[str, float] = field(default_factory=dict)  # t1_s, t2_s, t4_s, timer_c_s
+    log_key: bytes | None = None  # key for short number tags in logs; random per process if None
+    worker_index: int | None = None  # set in each process of a --workers N gateway
