@@ -8,11 +8,11 @@ numbers are refused: they can never be barred (safety invariant 2).
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
-from phonenumbers import shortnumberinfo
+from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult, shortnumberinfo
 
 from blocklist.dialplan import DialPlan
 from blocklist.neverblock import NeverBlock
@@ -20,6 +20,8 @@ from blocklist.neverblock import NeverBlock
 __all__ = ["MAX_INTAKE_CHARS", "IntakeError", "IntakeResult", "canonicalise"]
 
 MAX_INTAKE_CHARS = 64  # a human-written number with spaces and "(0)" never needs more
+# What a person may write besides digits: '+' and the visual separators of RFC 3966 §5.1.1, '/'.
+_INTAKE_SYMBOLS = frozenset("+ -.()/")
 
 WARN_UNALLOCATED = "not known to phonenumbers as an allocated number; accepted as possible"
 
@@ -54,8 +56,15 @@ def canonicalise(raw: str, plan: DialPlan | None = None) -> IntakeResult:
         raise IntakeError("empty number")
     if len(text) > MAX_INTAKE_CHARS:
         raise IntakeError(f"longer than {MAX_INTAKE_CHARS} characters")
+    if any(not (ch.isdecimal() or ch in _INTAKE_SYMBOLS) for ch in text):
+        # phonenumbers would read letters as a keypad ("0800 FLOWERS"), so a typo such as 'l'
+        # for '1' would silently bar somebody else's number.
+        raise IntakeError("contains characters other than digits, '+' and separators")
+    # A person may paste full-width or other Unicode decimal digits; they mean the same digits
+    # (unlike at the gateway, where a carrier might read them differently and they fail closed).
+    text = "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
     never = NeverBlock(plan.country_code, plan.trunk_prefix, plan.never_block_extra)
-    compact = "".join(ch for ch in text if ch not in " -.()/")
+    compact = "".join(ch for ch in text if ch not in _INTAKE_SYMBOLS or ch == "+")
     if never.matches_dial(compact) or never.matches_e164(compact.lstrip("+")):
         raise IntakeError("an emergency or helpline number, which can never be barred")
     if shortnumberinfo.is_emergency_number(compact, plan.country):

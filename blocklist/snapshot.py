@@ -108,7 +108,7 @@ class ListSnapshot:
         return cls.from_numbers((e164_to_int(n) for n in numbers), version)
 
     def __contains__(self, number: object) -> bool:
-        return number in self.bitmap
+        return isinstance(number, int) and bool(number in self.bitmap)
 
     def __len__(self) -> int:
         return len(self.bitmap)
@@ -148,4 +148,4 @@ class ListSnapshot:
 
 
 def _plausible(n: int) -> bool:
-    return 10 ** (E164_MIN_DIGITS - 1) <= n < 10**E164_MAX_DIGITS
+    return bool(10 ** (E164_MIN_DIGITS - 1) <= n < 10**E164_MAX_DIGITS)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pyroaring import FrozenBitMap64
 
-from blocklist.snapshot import ListSnapshot, e164_to_int
+from blocklist.snapshot import ListSnapshot, SnapshotError, e164_to_int
 
 __all__ = [
     "FORMAT_VERSION",
@@ -52,13 +52,16 @@ MAX_SNAPSHOT_BYTES = 1 << 30
 
 
 class SnapshotFileError(ValueError):
-    """The file is not a complete, intact upcs snapshot; the message names the file and the fault."""
+    """The file is not a complete, intact upcs snapshot; the message names the file and fault."""
 
 
 def snapshot_to_bytes(snapshot: ListSnapshot, refs: Mapping[str, str] | None = None) -> bytes:
     payload = snapshot.bitmap.serialize()
     refs_blob = b""
     if refs:
+        for e164, ref in refs.items():
+            if e164_to_int(e164) not in snapshot or not isinstance(ref, str):
+                raise SnapshotError("a reference names no entry of the list, or is not a string")
         refs_blob = json.dumps(dict(sorted(refs.items())), separators=(",", ":")).encode()
     header = _HEADER.pack(
         MAGIC,
@@ -80,7 +83,14 @@ def write_snapshot(
     """Write atomically: a temporary file beside the target, fsync, rename, fsync the directory."""
     target = Path(path)
     data = snapshot_to_bytes(snapshot, refs)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    try:
+        _write_atomically(target, data)
+    except OSError as exc:
+        raise SnapshotFileError(f"{target}: cannot write: {exc.strerror or exc}") from None
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -91,7 +101,8 @@ def write_snapshot(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(target.parent if str(target.parent) else ".", os.O_RDONLY)
+    # The rename is durable only once the directory entry is on disk too.
+    dir_fd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -154,6 +165,8 @@ def _read(path: str | os.PathLike[str]) -> bytes:
         raise SnapshotFileError(f"{where}: is a directory, not a snapshot file") from None
     except PermissionError:
         raise SnapshotFileError(f"{where}: permission denied") from None
+    except OSError as exc:
+        raise SnapshotFileError(f"{where}: cannot read: {exc.strerror or exc}") from None
 
 
 def read_snapshot(path: str | os.PathLike[str]) -> ListSnapshot:
