@@ -1,0 +1,294 @@
+"""The prison side: follow the hub's log in Redis and keep the local list current.
+
+Start from the local snapshot file (so a prison restarts without the hub), take the hub snapshot
+if it is newer, then follow the log with blocking XREADs. Each batch of entries becomes one new
+immutable snapshot swapped into the `ListHolder` (readers see before or after, never between).
+A gap (trimmed log, version jump, list replaced, checksum mismatch) triggers a resync from the hub
+snapshot. The list is persisted atomically every `persist_interval_s` and on the way out.
+Connection failures are retried forever with the injected backoff; cancellation is the only way
+out, and it is a normal path: `CancelledError` propagates after a shielded `aclose()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from blocklist import ListHolder, ListSnapshot, SnapshotFileError, read_snapshot, write_snapshot
+from sync.config import FollowerConfig
+from sync.redisio import (
+    REDIS_ERRORS,
+    SyncError,
+    decode_entries,
+    fetch_snapshot_and_tail,
+    read_meta,
+    read_tail,
+)
+from sync.state import HubBehindError, Step, SyncMachine
+from sync.status import FollowerStatus
+from sync.wire import Keys, SiteReport, WireError, encode_site
+
+__all__ = ["RedisFollower"]
+
+log = logging.getLogger("upcs.sync.follower")
+
+DEFAULT_FOLLOWER_CONFIG = FollowerConfig()
+
+# Faults that end one session and are retried after a backoff: Redis gone, or the hub's data
+# unusable right now (a damaged snapshot, a hub that lost changes we hold). The list is kept.
+SESSION_ERRORS: tuple[type[BaseException], ...] = (
+    *REDIS_ERRORS,
+    redis.exceptions.RedisError,
+    SyncError,
+    WireError,
+    HubBehindError,
+)
+
+
+class RedisFollower:
+    """Keeps `holder` equal to the hub's list; persists it to `snapshot_path`."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        site: str,
+        holder: ListHolder,
+        snapshot_path: Path,
+        config: FollowerConfig = DEFAULT_FOLLOWER_CONFIG,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not site or len(site) > 100:
+            raise ValueError("site name must be 1 to 100 characters")
+        self._url = redis_url
+        self._site = site
+        self._holder = holder
+        self._path = Path(snapshot_path)
+        self._config = config
+        self._keys = Keys(config.sync.key_prefix)
+        self._clock = clock
+        self._machine = SyncMachine(holder.current)
+        self._client: aioredis.Redis | None = None
+        self._connected = False
+        self._reconnects = 0
+        self._resyncs = 0
+        self._attempt = 0
+        self._hub_version: int | None = None
+        self._in_sync_unix: float | None = None
+        self._last_sync_unix: float | None = None
+        self._last_error: str | None = None
+        self._persisted: ListSnapshot | None = None
+        self._persisted_unix = clock()
+        self._last_report = 0.0
+        self._closed = False
+
+    @property
+    def site(self) -> str:
+        return self._site
+
+    def status(self) -> FollowerStatus:
+        current = self._machine.current
+        hub = self._hub_version
+        lag = None if hub is None else max(0, hub - current.version)
+        lag_s: float | None = None
+        if lag == 0:
+            lag_s = 0.0
+        elif lag is not None and self._in_sync_unix is not None:
+            lag_s = max(0.0, self._clock() - self._in_sync_unix)
+        return FollowerStatus(
+            applied_version=current.version,
+            entries=len(current),
+            checksum=current.checksum,
+            hub_version=hub,
+            lag_versions=lag,
+            lag_seconds=lag_s,
+            reconnects=self._reconnects,
+            resyncs=self._resyncs,
+            last_sync_unix=self._last_sync_unix,
+            connected=self._connected,
+            last_error=self._last_error,
+        )
+
+    async def run(self) -> None:
+        """Follow the hub until cancelled; persists the list and closes Redis on the way out."""
+        try:
+            await self._load_local()
+            while True:
+                try:
+                    await self._session()
+                except Exception as exc:
+                    if not isinstance(exc, SESSION_ERRORS):
+                        # A bug, not an outage: say so loudly, but keep protecting the site
+                        # with the list it has and keep trying.
+                        log.exception("sync.follower_bug site=%s", self._site)
+                    self._connected = False
+                    self._reconnects += 1
+                    self._last_error = f"{type(exc).__name__}: {exc}"
+                    delay = self._config.backoff.delay_s(self._attempt)
+                    self._attempt += 1
+                    log.warning(
+                        "sync.follower_disconnected site=%s error=%s retry_in_s=%.3f",
+                        self._site,
+                        self._last_error,
+                        delay,
+                    )
+                    await self._drop_client()
+                    await asyncio.sleep(delay)
+        finally:
+            await asyncio.shield(self.aclose())
+
+    async def aclose(self) -> None:
+        """Persist the list and close the connection; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._connected = False
+        await self._persist(force=True)
+        await self._drop_client()
+
+    # -- one connected session -------------------------------------------------------------
+
+    async def _session(self) -> None:
+        client = self._client = aioredis.Redis.from_url(
+            self._url,
+            socket_connect_timeout=self._config.connect_timeout_s,
+            socket_timeout=self._config.block_s + self._config.socket_margin_s,
+            retry=Retry(NoBackoff(), 0),  # our own policy retries (STYLE.md rule 7)
+            decode_responses=False,
+        )
+        meta = await read_meta(client, self._keys)
+        self._hub_version = meta.head
+        if (meta.snap_version or 0) > self._machine.version:
+            await self._resync(client, f"hub snapshot {meta.snap_version} is newer", fault=False)
+        self._connected = True
+        self._attempt = 0
+        self._last_error = None
+        self._mark_synced()
+        await self._report(client)
+        block_ms = int(self._config.block_s * 1000)
+        while True:
+            resp = await client.xread(
+                {self._keys.log: f"{self._machine.version}-0"},
+                count=self._config.batch_max_entries,
+                block=block_ms,
+            )
+            if resp:
+                entries = decode_entries(_stream_entries(resp))
+                self._hub_version = max(self._hub_version or 0, entries[-1].version)
+                self._take(self._machine.receive(entries))
+                gap = self._machine.gap
+                if gap is not None:
+                    await self._resync(client, gap.reason)
+            self._mark_synced()
+            now = self._clock()
+            if now - self._last_report >= self._config.report_interval_s:
+                meta = await read_meta(client, self._keys)
+                self._hub_version = max(self._hub_version or 0, meta.head)
+                if not resp and meta.head > self._machine.version:
+                    # Nothing came after us, yet the hub is ahead: were our entries trimmed?
+                    first = await read_tail(client, self._keys, self._machine.version, 1)
+                    if not first or first[0].version != self._machine.version + 1:
+                        await self._resync(
+                            client, f"log trimmed past version {self._machine.version}"
+                        )
+                await self._report(client)
+            if now - self._persisted_unix >= self._config.persist_interval_s:
+                await self._persist()
+
+    async def _resync(self, client: aioredis.Redis, reason: str, *, fault: bool = True) -> None:
+        log.log(
+            logging.WARNING if fault else logging.INFO,
+            "sync.resync site=%s from_version=%d reason=%s",
+            self._site,
+            self._machine.version,
+            reason,
+        )
+        snapshot, head, tail = await fetch_snapshot_and_tail(
+            client, self._keys, self._config.batch_max_entries
+        )
+        self._hub_version = max(self._hub_version or 0, head)
+        self._take(self._machine.resync(snapshot, tail))
+        self._resyncs += 1
+        gap = self._machine.gap
+        if gap is not None:
+            raise SyncError(f"hub snapshot and log do not agree after a resync: {gap.reason}")
+
+    def _take(self, step: Step) -> None:
+        if step.snapshot is not None:
+            self._holder.swap(step.snapshot)
+
+    def _mark_synced(self) -> None:
+        now = self._clock()
+        if self._machine.gap is None:
+            self._last_sync_unix = now
+        if self._hub_version is not None and self._machine.version >= self._hub_version:
+            self._in_sync_unix = now
+
+    async def _report(self, client: aioredis.Redis) -> None:
+        st = self.status()
+        now = self._clock()
+        report = SiteReport(
+            site=self._site,
+            applied_version=st.applied_version,
+            checksum=st.checksum,
+            entries=st.entries,
+            reported_unix=now,
+            hub_version=st.hub_version,
+            lag_seconds=st.lag_seconds,
+            resyncs=st.resyncs,
+            reconnects=st.reconnects,
+        )
+        await client.hset(self._keys.sites, self._site, encode_site(report))
+        self._last_report = now
+
+    # -- local file ------------------------------------------------------------------------
+
+    async def _load_local(self) -> None:
+        if not self._path.exists():
+            return
+        try:
+            local = await asyncio.to_thread(read_snapshot, self._path)
+        except SnapshotFileError as exc:
+            self._last_error = str(exc)
+            log.error("sync.local_snapshot_bad site=%s error=%s", self._site, exc)
+            return
+        self._persisted = local
+        if local.version > self._machine.version:
+            self._take(self._machine.offer_snapshot(local))
+            log.info("sync.local_snapshot_loaded site=%s version=%d", self._site, local.version)
+
+    async def _persist(self, force: bool = False) -> None:
+        snap = self._machine.current
+        self._persisted_unix = self._clock()
+        if snap is self._persisted and (not force or self._path.exists()):
+            return
+        try:
+            await asyncio.to_thread(write_snapshot, self._path, snap)
+        except OSError as exc:
+            self._last_error = f"cannot persist snapshot: {exc}"
+            log.error("sync.persist_failed site=%s error=%s", self._site, exc)
+            return
+        self._persisted = snap
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
+def _stream_entries(resp: Any) -> list[Any]:
+    # XREAD on one stream: [[key, [(id, fields), ...]]] (RESP2) or {key: [[...]]} (RESP3).
+    if isinstance(resp, dict):
+        return list(next(iter(resp.values()))[0])
+    return list(resp[0][1])
