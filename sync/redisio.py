@@ -193,7 +193,8 @@ async def read_meta(client: aioredis.Redis, keys: Keys) -> HubMeta:
 
 def decode_entries(raw: Sequence[Any]) -> list[LogEntry]:
     out = []
-    for entry_id, fields in raw:
+    for entry_id, raw_fields in raw:
+        fields = raw_fields
         if isinstance(fields, list):  # straight from a Lua script: [k1, v1, k2, v2, ...]
             fields = dict(zip(fields[::2], fields[1::2], strict=True))
         out.append(decode_entry(entry_id, fields))
