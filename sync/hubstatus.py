@@ -55,7 +55,7 @@ async def read_hub_status(
                 lag_versions=max(0, meta.head - report.applied_version),
                 lag_seconds=report.lag_seconds,
                 last_seen_s=max(0.0, now_unix - report.reported_unix),
-                in_sync=at_head and report.checksum == meta.head_checksum,
+                in_sync=at_head and meta.head_checksum in (None, report.checksum),
             )
         )
     return HubStatus(

@@ -80,14 +80,17 @@ class Publisher:
         return None if self._machine is None else self._machine.current
 
     async def publish(
-        self, changes: Sequence[Change], *, idempotency_key: str | None = None
+        self,
+        changes: Sequence[Change | tuple[str, str, str]],
+        *,
+        idempotency_key: str | None = None,
     ) -> int:
         """Publish `changes` in order, one version each; return the last version.
 
         The same `idempotency_key` published again returns the first result and adds nothing.
         Without a key, one is made for this call so its own retries stay idempotent.
         """
-        batch = [c if isinstance(c, Change) else Change(*c) for c in changes]
+        batch = [c if isinstance(c, Change) else _change(c) for c in changes]
         if not batch:
             raise ValueError("publish: no changes given")
         if len(batch) > MAX_CHANGES_PER_PUBLISH:
@@ -256,3 +259,10 @@ class Publisher:
                 "sync.compacted version=%d entries=%d keep_from=%d", snap.version, len(snap), keep
             )
         return snap.version
+
+
+def _change(raw: tuple[str, str, str]) -> Change:
+    op, e164, ref = raw
+    if op not in ("add", "remove"):
+        raise ValueError(f"change op must be 'add' or 'remove', not {op!r}")
+    return Change("add" if op == "add" else "remove", e164, ref)
