@@ -16,6 +16,7 @@ from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResu
 
 from blocklist.dialplan import DialPlan
 from blocklist.neverblock import NeverBlock
+from blocklist.snapshot import E164_MAX_DIGITS
 
 __all__ = ["MAX_INTAKE_CHARS", "IntakeError", "IntakeResult", "canonicalise"]
 
@@ -79,6 +80,10 @@ def canonicalise(raw: str, plan: DialPlan | None = None) -> IntakeResult:
     if possible != ValidationResult.IS_POSSIBLE:
         raise IntakeError(f"not a possible number: {_REASONS.get(possible, 'impossible')}")
     e164 = phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+    if len(e164) - 1 > E164_MAX_DIGITS:
+        # phonenumbers allows a few national numbers too long for E.164 (ITU-T E.164 §6.2.1);
+        # the list stores E.164, so refuse loudly rather than fail later at the list.
+        raise IntakeError(f"longer than the {E164_MAX_DIGITS} digits E.164 allows")
     if never.matches_e164(e164[1:]):
         raise IntakeError("an emergency or helpline number, which can never be barred")
     warnings: tuple[str, ...] = ()

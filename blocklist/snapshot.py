@@ -27,7 +27,10 @@ __all__ = [
 ]
 
 E164_MAX_DIGITS = 15  # ITU-T E.164 §6.2.1: country code + national significant number
-E164_MIN_DIGITS = 7  # shortest possible number anywhere: 1-digit code + shortest NSN (phonenumbers)
+# Shortest possible number in phonenumbers' metadata: a 2-digit code and a 4-digit national number
+# (Austria, Germany, Iran); intake accepts every possible number, so the list must hold them.
+E164_MIN_DIGITS = 6
+_DIGITS_RANGE = f"{E164_MIN_DIGITS} to {E164_MAX_DIGITS}"
 CHECKSUM_BYTES = 16  # blake2b-128 over the sorted entries; collision odds irrelevant at 1e6 entries
 
 
@@ -44,7 +47,7 @@ def e164_to_int(e164: str) -> int:
         and E164_MIN_DIGITS <= len(digits) <= E164_MAX_DIGITS
         and digits[0] != "0"
     ):
-        raise SnapshotError("not a canonical E.164 number (want '+' and 7 to 15 digits)")
+        raise SnapshotError(f"not a canonical E.164 number (want '+' and {_DIGITS_RANGE} digits)")
     return int(digits)
 
 
@@ -98,7 +101,7 @@ class ListSnapshot:
         bitmap = BitMap64(numbers)
         bad = [n for n in (bitmap.min(), bitmap.max()) if bitmap and not _plausible(n)]
         if bad:
-            raise SnapshotError("an entry is not a 7 to 15 digit E.164 number")
+            raise SnapshotError(f"an entry is not a {_DIGITS_RANGE} digit E.164 number")
         bitmap.run_optimize()
         bitmap.shrink_to_fit()
         return cls(FrozenBitMap64(bitmap), version)
@@ -130,7 +133,7 @@ class ListSnapshot:
             )
         add_set = BitMap64(adds)
         if add_set and not (_plausible(add_set.min()) and _plausible(add_set.max())):
-            raise SnapshotError("an added entry is not a 7 to 15 digit E.164 number")
+            raise SnapshotError(f"an added entry is not a {_DIGITS_RANGE} digit E.164 number")
         bitmap = BitMap64(self.bitmap)
         bitmap |= add_set
         bitmap -= BitMap64(removes)
