@@ -186,7 +186,10 @@ def read_refs(path: str | os.PathLike[str]) -> dict[str, str]:
     if not isinstance(loaded, dict):
         raise SnapshotFileError(f"{where}: references section is not a JSON object")
     for key, value in loaded.items():
-        e164_to_int(key)
+        try:
+            e164_to_int(key)
+        except SnapshotError:
+            raise SnapshotFileError(f"{where}: a reference is keyed by a non-E.164 entry") from None
         if not isinstance(value, str):
             raise SnapshotFileError(f"{where}: a reference is not a string")
     return {str(k): str(v) for k, v in loaded.items()}
