@@ -14,10 +14,10 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from blocklist import DialPlan, ListHolder, ListSnapshot, Screener, SnapshotFileError, read_snapshot
 from gateway.attempts import AttemptReporter
@@ -85,6 +85,11 @@ async def _resolve(host: str) -> str:
     return str(infos[0][4][0])
 
 
+def _timer_kwargs(timers: Mapping[str, float]) -> dict[str, Any]:
+    known = ("t1_s", "t2_s", "t4_s", "timer_c_s")
+    return {k: float(timers[k]) for k in known if k in timers}
+
+
 @dataclass
 class _State:
     started: bool = False
@@ -123,11 +128,21 @@ class Gateway:
         self._http: MetricsHttpServer | None = None
         self._driver: CoreDriver | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._listeners: list[Callable[[Sequence[Any]], None]] = []
         self._stop = asyncio.Event()
         self._hurry = asyncio.Event()
         self.metrics.add_scrape_collector(self._list_view, self._follower_status)
 
     # -- observation ------------------------------------------------------------------------
+
+    def add_event_listener(self, listener: Callable[[Sequence[Any]], None]) -> None:
+        """Also pass the core's events to `listener` (the demo prints verdicts this way)."""
+        self._listeners.append(listener)
+
+    def _on_events(self, events: Sequence[Any]) -> None:
+        self._observer(events)
+        for listener in self._listeners:
+            listener(events)
 
     def _on_swap(self, snap: ListSnapshot) -> None:
         self._state.list_current_unix = time.time()
@@ -248,11 +263,13 @@ class Gateway:
             refusal_status=s.refusal_status,
             refusal_reason=s.refusal_reason,
             record_route=s.record_route,
-            **s.timers_s,
+            max_transactions=s.max_transactions,
+            retry_after_s=s.retry_after_s,
+            **_timer_kwargs(s.timers_s),
         )
         core = ProxyCore(config, self._screen)
         self._driver = CoreDriver(
-            core, loop, self._observer, lambda t: on_udp_error("unroutable_" + t)
+            core, loop, self._on_events, lambda t: on_udp_error("unroutable_" + t)
         )
         if self._udp:
             self._driver.register_sender("udp", UdpSenders(self._udp, on_udp_error).send)
@@ -326,6 +343,8 @@ class Gateway:
     async def shutdown(self) -> None:
         """Drain: new INVITEs get 503 + Retry-After; wait (bounded) for in-flight transactions."""
         s = self.settings
+        if self._state.draining:
+            return
         self._state.draining = True
         self.metrics.draining.set(1)
         self.metrics.ready.set(0)

@@ -174,6 +174,10 @@ class GatewayMetrics:
             "upcs_sip_refused", "Requests refused by the gateway, by reason and status.",
             ["why", "status"], registry=r,
         )  # fmt: skip
+        self.timeouts = Counter(
+            "upcs_sip_transaction_timeouts", "Transactions ended by a timer (B, C or F).",
+            ["timer"], registry=r,
+        )  # fmt: skip
         self.active_transactions = Gauge(
             "upcs_sip_active_transactions", "Transactions held by the proxy core.", registry=r
         )

@@ -16,7 +16,14 @@ from blocklist import Screener
 from gateway.attempts import Attempt, AttemptReporter
 from gateway.logs import NumberTagger, log_event
 from gateway.metrics import GatewayMetrics
-from gateway.sip.events import MessageReceived, MessageSent, ParseFailed, Refused, Screened
+from gateway.sip.events import (
+    MessageReceived,
+    MessageSent,
+    ParseFailed,
+    Refused,
+    Screened,
+    TransactionTimedOut,
+)
 
 __all__ = ["EventObserver", "TimedScreen"]
 
@@ -87,6 +94,12 @@ class EventObserver:
                 log_event(
                     _log, level, "sip_refused",
                     call_id=ev.call_id, method=ev.method, status=ev.status, why=ev.why,
+                )  # fmt: skip
+            elif isinstance(ev, TransactionTimedOut):
+                m.timeouts.labels(ev.timer if ev.timer in ("B", "C", "F") else "other").inc()
+                log_event(
+                    _log, logging.INFO, "sip_timeout",
+                    call_id=ev.call_id, method=ev.method, timer=ev.timer,
                 )  # fmt: skip
             elif isinstance(ev, ParseFailed):
                 m.parse_errors.labels("" if ev.status is None else str(ev.status)).inc()

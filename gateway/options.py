@@ -137,10 +137,12 @@ def resolve_settings(args: CliGatewayArgs, section: Mapping[str, Any]) -> Gatewa
         raise UsageError("--snapshot", "a snapshot file is required (or --allow-empty)")
 
     record_route = pick(args.record_route, "record_route", bool)
-    workers = pick(args.workers, "workers", int) or 1
+    workers = pick(args.workers, "workers", int)
+    workers = 1 if workers is None else workers
     if not 1 <= workers <= MAX_WORKERS:
         raise UsageError("--workers", f"must be 1 to {MAX_WORKERS}, got {workers}")
-    refusal = pick(args.refusal_status, "refusal_status", int) or 403
+    refusal = pick(args.refusal_status, "refusal_status", int)
+    refusal = 403 if refusal is None else refusal
     if not MIN_REFUSAL_STATUS <= refusal <= MAX_REFUSAL_STATUS:
         raise UsageError("--refusal-status", f"must be a 4xx-6xx status, got {refusal}")
     max_age = pick(args.max_list_age_s, "max_list_age_s", (int, float))

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
+from typing import Any
 
 from gateway.settings import GatewaySettings
 
@@ -41,7 +42,7 @@ def worker_settings(settings: GatewaySettings, index: int) -> GatewaySettings:
 def run_workers(settings: GatewaySettings, main: Callable[[GatewaySettings], int]) -> int:
     """Fork `settings.workers` processes running `main(worker_settings)`; forward signals."""
     ctx = multiprocessing.get_context("fork")  # the loaded list is shared copy-on-write
-    procs: list[multiprocessing.process.BaseProcess] = []
+    procs: list[Any] = []  # ForkProcess; typeshed's context types do not line up
 
     def child(index: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
