@@ -1,0 +1,359 @@
+"""SIP messages: parse (RFC 3261 §7, §18.3, §25) and render.
+
+`parse_message` splits the header block once into (key, name, value) triples: key is the
+lower-case full name (compact forms expanded, §7.3.3), name is kept as written so a forwarded
+message changes only what the proxy changed. Only what every message needs is checked eagerly
+(start line, the singleton headers, CSeq, Max-Forwards, Content-Length); Via, From/To and URIs
+are parsed on demand by the proxy. Every failure raises `SipError` with the status to answer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from gateway.sip.errors import SipError
+from gateway.sip.headers import NameAddr, Via, parse_name_addr, parse_via, split_list
+from gateway.sip.limits import (
+    MAX_CONTENT_LENGTH,
+    MAX_CSEQ,
+    MAX_FORWARDS_LIMIT,
+    MAX_HEADERS,
+    MAX_MESSAGE_BYTES,
+    MAX_VIA_DEPTH,
+    SIP_VERSION,
+)
+
+__all__ = ["COMPACT_FORMS", "Header", "Message", "parse_message"]
+
+Header = tuple[str, str, str]  # (key: lower-case full name, name as written, value)
+
+# RFC 3261 §7.3.3 and §20 compact forms, plus those registered since (RFC 3515 r, RFC 3265 o/u,
+# RFC 3892 b, RFC 4028 x, RFC 3841 a/j/d, RFC 4474 y/n).
+COMPACT_FORMS: Final[dict[str, str]] = {
+    "i": "call-id",
+    "m": "contact",
+    "e": "content-encoding",
+    "l": "content-length",
+    "c": "content-type",
+    "f": "from",
+    "s": "subject",
+    "k": "supported",
+    "t": "to",
+    "v": "via",
+    "r": "refer-to",
+    "o": "event",
+    "u": "allow-events",
+    "b": "referred-by",
+    "x": "session-expires",
+    "a": "accept-contact",
+    "j": "reject-contact",
+    "d": "request-disposition",
+    "y": "identity",
+    "n": "identity-info",
+}
+# Headers that may appear once only (§20: no "#" list form); a second one is a 400 (RFC 4475
+# multi01, mcl01).
+_SINGLETONS: Final = frozenset(
+    {"call-id", "cseq", "from", "to", "max-forwards", "content-length", "refer-to"}
+)
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+_CALLID_RE = re.compile(r"[!-~]+\Z")  # word ["@" word]: printable, no whitespace (§25.1)
+_FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
+_DATE_RE = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"\d{4} \d{2}:\d{2}:\d{2} GMT\Z"
+)
+
+
+class Message:
+    """A SIP request (`method` set) or response (`status` set); headers in wire order."""
+
+    __slots__ = (
+        "_from",
+        "_to",
+        "_vias",
+        "body",
+        "call_id",
+        "cseq",
+        "cseq_method",
+        "headers",
+        "max_forwards",
+        "method",
+        "reason",
+        "status",
+        "uri",
+    )
+
+    def __init__(
+        self,
+        method: str | None,
+        uri: str,
+        status: int,
+        reason: str,
+        headers: list[Header],
+        *,
+        body: bytes = b"",
+    ) -> None:
+        self.method = method
+        self.uri = uri
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.call_id = ""
+        self.cseq = 0
+        self.cseq_method = ""
+        self.max_forwards: int | None = None
+        self._vias: list[str] | None = None
+        self._from: NameAddr | None = None
+        self._to: NameAddr | None = None
+
+    @classmethod
+    def request(cls, method: str, uri: str, headers: list[Header], body: bytes = b"") -> Message:
+        return cls(method, uri, 0, "", headers, body=body)
+
+    @classmethod
+    def response(
+        cls, status: int, reason: str, headers: list[Header], body: bytes = b""
+    ) -> Message:
+        return cls(None, "", status, reason, headers, body=body)
+
+    @property
+    def is_request(self) -> bool:
+        return self.method is not None
+
+    def copy(self) -> Message:
+        """A copy whose header list can be changed without touching this one."""
+        m = Message(
+            self.method, self.uri, self.status, self.reason, list(self.headers), body=self.body
+        )
+        m.call_id, m.cseq, m.cseq_method = self.call_id, self.cseq, self.cseq_method
+        m.max_forwards = self.max_forwards
+        return m
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, key: str) -> str | None:
+        """The value of the first header with this (lower-case, full) name."""
+        for k, _, v in self.headers:
+            if k == key:
+                return v
+        return None
+
+    def values(self, key: str) -> list[str]:
+        """Every comma-separated value of every header with this name, in order (§7.3.1)."""
+        out: list[str] = []
+        for k, _, v in self.headers:
+            if k == key:
+                out.extend(split_list(v))
+        return out
+
+    def via_values(self) -> list[str]:
+        """The raw Via values, top first (split lazily, once)."""
+        if self._vias is None:
+            vias = self.values("via")
+            if len(vias) > MAX_VIA_DEPTH:
+                raise SipError(400, f"Via: more than {MAX_VIA_DEPTH} entries", self)
+            if any(not v for v in vias):
+                raise SipError(400, "Via: empty list element", self)
+            self._vias = vias
+        return self._vias
+
+    def top_via(self) -> Via:
+        vias = self.via_values()
+        if not vias:
+            raise SipError(400, "no Via", self)
+        try:
+            return parse_via(vias[0])
+        except SipError as e:
+            raise SipError(e.status, e.reason, self) from None
+
+    def from_(self) -> NameAddr:
+        if self._from is None:
+            self._from = self._name_addr("from")
+        return self._from
+
+    def to(self) -> NameAddr:
+        if self._to is None:
+            self._to = self._name_addr("to")
+        return self._to
+
+    def _name_addr(self, key: str) -> NameAddr:
+        value = self.get(key)
+        if value is None:
+            raise SipError(400, f"no {key} header", self)
+        try:
+            return parse_name_addr(value, key)
+        except SipError as e:
+            raise SipError(e.status, e.reason, self) from None
+
+    # -- changing (on a copy) ------------------------------------------------------------
+
+    def prepend(self, key: str, name: str, value: str) -> None:
+        """Add a header above every other (a new top Via or Record-Route)."""
+        self.headers.insert(0, (key, name, value))
+        if key == "via":
+            self._vias = None
+
+    def set(self, key: str, name: str, value: str) -> None:
+        """Replace the first header with this name, or append one."""
+        for i, (k, n, _) in enumerate(self.headers):
+            if k == key:
+                self.headers[i] = (k, n, value)
+                return
+        self.headers.append((key, name, value))
+
+    def remove(self, key: str) -> None:
+        self.headers = [h for h in self.headers if h[0] != key]
+
+    def pop_first_value(self, key: str) -> str | None:
+        """Remove and return the first list value of a header (top Via, top Route)."""
+        for i, (k, n, v) in enumerate(self.headers):
+            if k == key:
+                parts = split_list(v)
+                if len(parts) == 1:
+                    del self.headers[i]
+                else:
+                    rest = v[v.index(parts[1], len(parts[0])) :] if parts[1] else ""
+                    self.headers[i] = (k, n, rest or ", ".join(parts[1:]))
+                if key == "via":
+                    self._vias = None
+                return parts[0]
+        return None
+
+    # -- rendering -----------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """Wire bytes; Content-Length always states the body actually sent (§18.3, §20.14)."""
+        if self.method is not None:
+            lines = [f"{self.method} {self.uri} {SIP_VERSION}"]
+        else:
+            lines = [f"{SIP_VERSION} {self.status} {self.reason}"]
+        for k, n, v in self.headers:
+            if k != "content-length":
+                lines.append(f"{n}: {v}")
+        lines.append(f"Content-Length: {len(self.body)}\r\n\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+
+
+def parse_message(data: bytes, *, framed: bool = False) -> Message:
+    """Parse one message. `framed`: the body is exactly what follows the header block (TCP).
+
+    On UDP (framed False) a Content-Length shorter than the rest of the datagram cuts the body
+    (extra octets are discarded) and a longer one is a 400 (§18.3, RFC 4475 clerr); with no
+    Content-Length the body is the rest of the datagram.
+    """
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise SipError(513, f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    if data[:2] == b"\r\n":  # CRLFs before the start line are ignored (§7.5)
+        data = data.lstrip(b"\r\n")
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        raise SipError(400, "header block not ended by an empty line")
+    head = data[:end].decode("utf-8", "surrogateescape")
+    if "\r\n " in head or "\r\n\t" in head:
+        head = _FOLD_RE.sub(" ", head)  # line folding (§7.3.1) is equivalent to one SP
+    crlf = head.count("\r\n")
+    if head.count("\r") != crlf or head.count("\n") != crlf:
+        raise SipError(400, "bare CR or LF in header block")
+    lines = head.split("\r\n")
+    start = lines[0]
+    msg = _response_line(start) if start.startswith("SIP/") else _request_line(start)
+    headers = msg.headers
+    single: dict[str, str] = {}
+    for line in lines[1:]:
+        colon = line.find(":")
+        if colon <= 0:
+            raise SipError(400, "header line without a name", msg)
+        name = line[:colon]
+        if name[-1] in " \t":
+            name = name.rstrip(" \t")
+        key = name.lower()
+        if len(key) == 1:
+            key = COMPACT_FORMS.get(key, key)
+        elif not _TOKEN_RE.match(name):
+            raise SipError(400, "bad header name", msg)
+        value = line[colon + 1 :].strip(" \t")
+        headers.append((key, name, value))
+        if key in _SINGLETONS:
+            if key in single:
+                raise SipError(400, f"more than one {key} header", msg)
+            single[key] = value
+    if len(headers) > MAX_HEADERS:
+        raise SipError(400, f"more than {MAX_HEADERS} header fields", msg)
+    body = data[end + 4 :]
+    cl = single.get("content-length")
+    if cl is not None:
+        if not cl.isdigit() or not cl.isascii():
+            raise SipError(400, "Content-Length is not a number", msg)
+        n = int(cl)
+        if n > MAX_CONTENT_LENGTH or n > len(body) or (framed and n != len(body)):
+            raise SipError(400, "Content-Length disagrees with the body", msg)
+        if n < len(body):
+            body = body[:n]
+    msg.body = body
+    _check_common(msg, single)
+    return msg
+
+
+def _request_line(start: str) -> Message:
+    parts = start.split(" ")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise SipError(400, "malformed request line")
+    method, uri, version = parts
+    if version != SIP_VERSION:
+        if version.startswith("SIP/"):
+            raise SipError(505, "unsupported SIP version", Message.request(method, uri, []))
+        raise SipError(400, "malformed request line")
+    if not _TOKEN_RE.match(method):
+        raise SipError(400, "bad method")
+    if "<" in uri or ">" in uri:
+        raise SipError(400, "Request-URI in angle brackets", Message.request(method, "", []))
+    return Message.request(method, uri, [])
+
+
+def _response_line(start: str) -> Message:
+    if not start.startswith("SIP/2.0 ") or len(start) < 11:
+        raise SipError(400, "malformed status line")
+    code = start[8:11]
+    if not (code.isdigit() and code.isascii()) or (len(start) > 11 and start[11] != " "):
+        raise SipError(400, "malformed status code")
+    status = int(code)
+    if not 100 <= status <= 699:
+        raise SipError(400, "status code out of range")
+    return Message.response(status, start[12:], [])
+
+
+def _check_common(msg: Message, single: dict[str, str]) -> None:
+    """The fields every message must carry (§8.1.1), checked once at parse time."""
+    call_id = single.get("call-id")
+    if not call_id or not _CALLID_RE.match(call_id):
+        raise SipError(400, "missing or malformed Call-ID", msg)
+    msg.call_id = call_id
+    cseq = single.get("cseq")
+    if cseq is None:
+        raise SipError(400, "no CSeq", msg)
+    num, _, method = cseq.partition(" ")
+    method = method.strip(" \t")
+    if not num.isdigit() or not num.isascii() or len(num) > 10 or int(num) > MAX_CSEQ:
+        raise SipError(400, "bad CSeq number", msg)
+    if not _TOKEN_RE.match(method):
+        raise SipError(400, "bad CSeq method", msg)
+    msg.cseq = int(num)
+    msg.cseq_method = method
+    if "from" not in single or "to" not in single:
+        raise SipError(400, "missing From or To", msg)
+    if msg.get("via") is None:
+        raise SipError(400, "no Via", msg)
+    if msg.method is not None:
+        if method != msg.method:
+            raise SipError(400, "CSeq method differs from the request method", msg)
+        mf = single.get("max-forwards")
+        if mf is not None:
+            if not mf.isdigit() or not mf.isascii() or len(mf) > 4 or int(mf) > MAX_FORWARDS_LIMIT:
+                raise SipError(400, "bad Max-Forwards", msg)
+            msg.max_forwards = int(mf)
+        date = msg.get("date")
+        if date is not None and not _DATE_RE.match(date):
+            raise SipError(400, "Date is not an RFC 1123 GMT date", msg)
