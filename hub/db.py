@@ -8,6 +8,7 @@ done by `lock_bars`, which every transaction that changes bars takes first.
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import uuid
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from hub.audit import AuditAction, record
 from hub.schema import hub_meta
 
 __all__ = [
@@ -115,8 +117,9 @@ def _alembic_config(conn: Connection) -> Config:
     return cfg
 
 
-def migrate(engine: Engine) -> tuple[str | None, str]:
-    """Create or upgrade the schema to the newest revision; (revision before, revision after)."""
+def migrate(engine: Engine, *, actor: str = "upcs hub init") -> tuple[str | None, str]:
+    """Create or upgrade the schema to the newest revision; (revision before, revision after).
+    The run is written to the audit log as `actor`'s."""
     try:
         with engine.connect() as conn:
             before = MigrationContext.configure(conn).get_current_revision()
@@ -130,6 +133,14 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
                 set_meta(conn, META_INSTANCE_ID, str(uuid.uuid4()))
             if get_meta(conn, META_TAG_KEY) is None:
                 set_meta(conn, META_TAG_KEY, secrets.token_hex(TAG_KEY_BYTES))
+            record(
+                conn,
+                at=dt.datetime.now(dt.UTC),
+                actor=actor,
+                action=AuditAction.SCHEMA_MIGRATE,
+                reason="create or migrate the hub database",
+                detail={"from": before, "to": after},
+            )
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot migrate {redact_url(str(engine.url))}: {exc}") from None
     return before, after or ""

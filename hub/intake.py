@@ -34,6 +34,7 @@ __all__ = [
     "RequesterType",
     "parse_case_request",
     "parse_prison_number",
+    "request_from_flags",
 ]
 
 MAX_NAME_CHARS = 200  # generous for any real name; bounds what a bad file can make us store
@@ -267,3 +268,36 @@ def _date(value: object, where: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise IntakeRefused(where, "must be a date YYYY-MM-DD") from None
+
+
+def request_from_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON request shape built from `upcs hub case new` flags (one protected person).
+
+    Missing flags stay missing, so `parse_case_request` names them exactly as for a file.
+    """
+    out: dict[str, Any] = {}
+    requester = {
+        k: flags[f"requester_{k}"] for k in ("type", "name", "contact") if f"requester_{k}" in flags
+    }
+    if requester:
+        out["requester"] = requester
+    for key in ("victim_consent", "reason"):
+        if key in flags:
+            out[key] = flags[key]
+    offender = {
+        "name": flags.get("offender_name"),
+        "prison_number": flags.get("prison_number"),
+        "date_of_birth": flags.get("date_of_birth"),
+        "establishment": flags.get("establishment"),
+    }
+    if any(v is not None for v in offender.values()):
+        out["offender"] = {k: v for k, v in offender.items() if v is not None}
+    person = {
+        "name": flags.get("protected_name"),
+        "phones": list(flags.get("phone") or []),
+        "addresses": list(flags.get("address") or []),
+        "emails": list(flags.get("email") or []),
+    }
+    if person["name"] is not None or person["phones"] or person["addresses"] or person["emails"]:
+        out["protected"] = [{k: v for k, v in person.items() if v is not None}]
+    return out

@@ -18,6 +18,7 @@ __all__ = [
     "TransferRecord",
     "TransitionRecord",
     "TransitionResult",
+    "format_case",
 ]
 
 
@@ -153,6 +154,9 @@ class CaseRecord:
         out["transfers"] = [t.as_json() for t in self.transfers]
         return out
 
+    def as_text(self) -> str:
+        return format_case(self)
+
 
 @dataclass(frozen=True, slots=True)
 class TransitionResult:
@@ -174,3 +178,35 @@ class TransitionResult:
             "removes": self.removes,
             "still_barred": self.still_barred,
         }
+
+
+def format_case(case: CaseRecord) -> str:
+    """A case as text for a handler's terminal."""
+    s = case.summary
+    lines = [
+        f"case {s.id}: {s.state} (received {s.created_at.isoformat(timespec='seconds')}, "
+        f"review {s.review_date or '-'})",
+        f"requester: {s.requester_type}: {case.requester_name} <{case.requester_contact}>; "
+        f"victim consent: {'yes' if case.victim_consent else 'no'}",
+        f"reason: {case.reason}",
+        f"offender: {s.offender_name}, {s.prison_number}, born {case.offender_dob.isoformat()}, "
+        f"at {s.establishment or 'establishment unknown'}",
+    ]
+    for i, p in enumerate(case.protected):
+        lines.append(f"protected[{i}]: {p.name}")
+        for ph in p.phones:
+            flag = " (not known as allocated)" if ph.unallocated else ""
+            lines.append(f"  phone {ph.e164}{flag}: barred by {ph.barred_by_cases} active case(s)")
+        lines.extend(f"  address {a}" for a in p.addresses)
+        lines.extend(f"  email {e}" for e in p.emails)
+    for h in case.history:
+        lines.append(
+            f"{h.at.isoformat(timespec='seconds')} {h.handler}: {h.action} "
+            f"({h.from_state} -> {h.to_state}): {h.reason}"
+        )
+    for t in case.transfers:
+        lines.append(
+            f"{t.at.isoformat(timespec='seconds')} {t.handler}: transfer "
+            f"{t.from_establishment or '?'} -> {t.to_establishment}: {t.reason}"
+        )
+    return "\n".join(lines)
