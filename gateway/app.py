@@ -255,6 +255,15 @@ class Gateway:
             for ep in tcp_eps:
                 await self._tcp.listen(ep, reuse_port=s.workers > 1)
         local = self._local_address()
+        # The trunk answers, and sends in-dialog requests, to our Via / Record-Route address over
+        # its own transport (RFC 3261 §18.2.2, §16.6 step 4): listen there on that transport too.
+        bind_host = self._listen_host()
+        if s.upstream.transport == "udp" and not self._udp:
+            extra = UdpListener(Endpoint("udp", bind_host, local[1]), receive, on_udp_error)
+            await extra.start()
+            self._udp.append(extra)
+        elif s.upstream.transport == "tcp" and self._tcp is not None and not self._tcp.bound:
+            await self._tcp.listen(Endpoint("tcp", bind_host, local[1]))
         config = ProxyConfig(
             upstream=(s.upstream.transport, upstream_host, s.upstream.port),
             local_host=local[0],
@@ -284,6 +293,13 @@ class Gateway:
             self._tasks.append(asyncio.create_task(self._run_follower(), name="list-follower"))
         if self._reporter is not None:
             self._tasks.append(asyncio.create_task(self._reporter.run(), name="attempts"))
+
+    def _listen_host(self) -> str:
+        if self._udp:
+            return self._udp[0].bound[0]
+        if self._tcp is not None and self._tcp.bound:
+            return self._tcp.bound[0][0]
+        raise GatewayStartError("no --listen address given")
 
     def _local_address(self) -> tuple[str, int]:
         """Host and port for our Via and Record-Route: the first listener, or --advertise."""

@@ -205,6 +205,8 @@ class GatewayMetrics:
         )  # fmt: skip
         self.ready = Gauge("upcs_ready", "1 while /readyz answers 200.", registry=r)
         self.draining = Gauge("upcs_draining", "1 once a graceful shutdown began.", registry=r)
+        for verdict in ("allowed", "blocked", "invalid"):  # visible at 0 before the first call
+            self.calls_screened.labels(verdict, "INVITE")
         self._in: dict[tuple[str, str | None, int | None], Counter] = {}
         self._out: dict[tuple[str | None, int | None], Counter] = {}
         self._screened: dict[tuple[str, str], Counter] = {}

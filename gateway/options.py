@@ -22,7 +22,7 @@ GATEWAY_KEYS = frozenset(
         "snapshot", "listen", "upstream", "allow_from", "metrics", "record_route",
         "refusal_status", "refusal_reason", "workers", "max_list_age_s", "drain_timeout_s",
         "retry_after_s", "max_transactions", "allow_empty", "advertise_host", "redis", "site",
-        "key_prefix", "t1_s", "t2_s", "t4_s", "timer_c_s", "log_level",
+        "t1_s", "t2_s", "t4_s", "timer_c_s", "log_level",
     }
 )  # fmt: skip
 TIMER_KEYS = ("t1_s", "t2_s", "t4_s", "timer_c_s")
@@ -169,7 +169,6 @@ def resolve_settings(args: CliGatewayArgs, section: Mapping[str, Any]) -> Gatewa
         ("drain_timeout_s", (int, float)),
         ("retry_after_s", int),
         ("max_transactions", int),
-        ("key_prefix", str),
         ("refusal_reason", str),
     ):
         value = _typed(section, key, kind)

@@ -8,6 +8,7 @@ Exit codes: 0 after a clean shutdown, 1 on a runtime failure, 2 on a usage error
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Coroutine
@@ -223,6 +224,15 @@ def run(  # noqa: PLR0917 - one parameter per flag is how Typer declares a comma
         settings = resolve_settings(args, section)
     except UsageError as exc:
         raise _usage(str(exc)) from None
+    if settings.redis_url is not None:
+        import sync
+
+        try:
+            # The attempts stream lives beside the list's keys: one prefix for both (interfaces.md).
+            prefix = sync.FollowerConfig.from_section(cfg.section("sync")).sync.key_prefix
+        except (sync.SyncConfigError, TypeError, ValueError) as exc:
+            raise _usage(f"[sync]: {exc}") from None
+        settings = dataclasses.replace(settings, key_prefix=prefix)
     level = (log_level or str(section.get("log_level", "info"))).lower()
     if level not in LOG_LEVELS:
         raise _usage(f"--log-level: {level!r} is not one of {', '.join(LOG_LEVELS)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -76,7 +77,7 @@ def write_demo_snapshot(path: Path, version: int = 7) -> ListSnapshot:
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback test
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return int(resp.status), resp.read().decode()
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read().decode()
@@ -96,3 +97,98 @@ def metric_value(text: str, name: str, **labels: str) -> float:
         if all(got.get(k) == f'"{v}"' for k, v in labels.items()):
             total += float(value)
     return total
+
+
+class UdpPeer:
+    """A raw UDP socket on the test's event loop: send bytes, await datagrams."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.addr: tuple[str, int] = ("", 0)
+
+    async def start(self, host: str = "127.0.0.1") -> UdpPeer:
+        queue = self.queue
+
+        class _P(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                queue.put_nowait((data, (addr[0], addr[1])))
+
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.create_datagram_endpoint(_P, local_addr=(host, 0))
+        name = self.transport.get_extra_info("sockname")
+        self.addr = (name[0], name[1])
+        return self
+
+    def send(self, data: bytes, dest: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, dest)
+
+    async def recv(self, wait_s: float = 3.0) -> tuple[bytes, tuple[str, int]]:
+        return await asyncio.wait_for(self.queue.get(), wait_s)
+
+    async def recv_status(self, status: int, wait_s: float = 3.0) -> bytes:
+        """The next response with this status (earlier provisional ones are skipped)."""
+        async with asyncio.timeout(wait_s):
+            while True:
+                data, _ = await self.queue.get()
+                if data.startswith(f"SIP/2.0 {status} ".encode()):
+                    return data
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def sip_request(
+    method: str,
+    user: str,
+    gw: tuple[str, int],
+    me: tuple[str, int],
+    *,
+    transport: str = "UDP",
+    branch: str = "z9hG4bK-test-1",
+    call_id: str = "test-call-1@127.0.0.1",
+    cseq: int = 1,
+    extra: str = "",
+) -> bytes:
+    def hp(addr: tuple[str, int]) -> str:
+        return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+
+    target = f"sip:{user}@{hp(gw)}" if user else f"sip:{hp(gw)}"
+    lines = [
+        f"{method} {target} SIP/2.0",
+        f"Via: SIP/2.0/{transport} {hp(me)};branch={branch};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:cell7@{hp(me)}>;tag=pbx1",
+        f"To: <{target}>",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} {method}",
+        f"Contact: <sip:cell7@{hp(me)}>",
+    ]
+    if extra:
+        lines.append(extra)
+    lines.append("Content-Length: 0")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def sip_response_to(request: bytes, status: int, reason: str, to_tag: str = "trunk1") -> bytes:
+    """A UAS's answer: Via list, From, To (+tag), Call-ID, CSeq and Record-Route copied."""
+    head = request.split(b"\r\n\r\n", 1)[0].decode()
+    out = [f"SIP/2.0 {status} {reason}"]
+    for line in head.split("\r\n")[1:]:
+        name = line.split(":", 1)[0].strip().lower()
+        if name in ("via", "v", "from", "f", "call-id", "i", "cseq", "record-route"):
+            out.append(line)
+        elif name in ("to", "t"):
+            out.append(line if ";tag=" in line or status == 100 else f"{line};tag={to_tag}")
+    out.append("Content-Length: 0")
+    return ("\r\n".join(out) + "\r\n\r\n").encode()
+
+
+def header(message: bytes, name: str) -> str | None:
+    for line in message.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return None
