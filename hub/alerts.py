@@ -21,7 +21,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from hub.audit import AuditAction, record
-from hub.db import get_meta, set_meta
+from hub.db import READ_ONLY, get_meta, set_meta
 from hub.schema import alerts, attempts, bars
 
 __all__ = [
@@ -196,7 +196,7 @@ class AttemptPuller:
         """Drain the stream past the cursor; how many attempts were read."""
         total = 0
         while True:
-            with self.engine.connect() as conn:
+            with self.engine.connect().execution_options(**READ_ONLY) as conn:
                 cursor = get_meta(conn, META_CURSOR)
                 conn.rollback()
             low = f"({cursor}" if cursor else "-"

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from hub import bars as bars_mod
 from hub.audit import AuditAction, AuditEntry, read_audit, record, tag
-from hub.db import lock_bars, tag_key
+from hub.db import READ_ONLY, lock_bars, tag_key
 from hub.intake import CaseRequest
 from hub.records import (
     CaseRecord,
@@ -241,7 +241,7 @@ class Hub:
 
     def expire_due(self, *, handler: str, reason: str) -> list[TransitionResult]:
         """Expire every approved case whose review date has come."""
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
             due = list(
                 conn.execute(
                     select(cases.c.id)

@@ -151,7 +151,7 @@ def check_current(engine: Engine) -> None:
     head = ScriptDirectory.from_config(_alembic_config_plain()).get_current_head()
     url = redact_url(str(engine.url))
     try:
-        with engine.connect() as conn:
+        with engine.connect().execution_options(**READ_ONLY) as conn:
             current = MigrationContext.configure(conn).get_current_revision()
             conn.rollback()
     except SQLAlchemyError as exc:
