@@ -57,6 +57,11 @@ COMPACT_FORMS: Final[dict[str, str]] = {
 _SINGLETONS: Final = frozenset(
     {"call-id", "cseq", "from", "to", "max-forwards", "content-length", "refer-to"}
 )
+# Header names seen so far, as written (with any whitespace before the colon) -> (key, name).
+_NAMES: dict[str, tuple[str, str]] = {}
+_NAMES_CACHE_MAX = 4096  # distinct spellings kept; real traffic uses a few dozen
+# Headers whose first value parse_message keeps aside (the singletons, plus Via and Date).
+_TRACKED: Final = _SINGLETONS | {"via", "date"}
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _CALLID_RE = re.compile(r"[!-~]+\Z")  # word ["@" word]: printable, no whitespace (§25.1)
 _FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
@@ -254,32 +259,31 @@ def parse_message(data: bytes, *, framed: bool = False) -> Message:
     head = data[:end].decode("utf-8", "surrogateescape")
     if "\r\n " in head or "\r\n\t" in head:
         head = _FOLD_RE.sub(" ", head)  # line folding (§7.3.1) is equivalent to one SP
-    crlf = head.count("\r\n")
-    if head.count("\r") != crlf or head.count("\n") != crlf:
-        raise SipError(400, "bare CR or LF in header block")
     lines = head.split("\r\n")
+    n = len(lines) - 1
+    if head.count("\n") != n or head.count("\r") != n:
+        raise SipError(400, "bare CR or LF in header block")
     start = lines[0]
     msg = _response_line(start) if start.startswith("SIP/") else _request_line(start)
     headers = msg.headers
     single: dict[str, str] = {}
+    names = _NAMES
     for line in lines[1:]:
-        colon = line.find(":")
-        if colon <= 0:
-            raise SipError(400, "header line without a name", msg)
-        name = line[:colon]
-        if name[-1] in " \t":
-            name = name.rstrip(" \t")
-        key = name.lower()
-        if len(key) == 1:
-            key = COMPACT_FORMS.get(key, key)
-        elif not _TOKEN_RE.match(name):
-            raise SipError(400, "bad header name", msg)
-        value = line[colon + 1 :].strip(" \t")
+        raw_name, colon, value = line.partition(":")
+        if not colon:
+            raise SipError(400, "header line without a colon", msg)
+        known = names.get(raw_name)
+        if known is None:
+            known = _header_name(raw_name, msg)
+        key, name = known
+        value = value.strip(" \t")
         headers.append((key, name, value))
-        if key in _SINGLETONS:
+        if key in _TRACKED:
             if key in single:
-                raise SipError(400, f"more than one {key} header", msg)
-            single[key] = value
+                if key in _SINGLETONS:
+                    raise SipError(400, f"more than one {key} header", msg)
+            else:
+                single[key] = value
     if len(headers) > MAX_HEADERS:
         raise SipError(400, f"more than {MAX_HEADERS} header fields", msg)
     body = data[end + 4 :]
@@ -295,6 +299,20 @@ def parse_message(data: bytes, *, framed: bool = False) -> Message:
     msg.body = body
     _check_common(msg, single)
     return msg
+
+
+def _header_name(raw: str, msg: Message) -> tuple[str, str]:
+    """Check a header name once and remember it: names repeat across messages, so the hot
+    path is one dict lookup (the cache is bounded so junk names cannot grow it)."""
+    name = raw.rstrip(" \t")
+    if not _TOKEN_RE.match(name):
+        raise SipError(400, "bad header name", msg)
+    key = name.lower()
+    if len(key) == 1:
+        key = COMPACT_FORMS.get(key, key)
+    if len(_NAMES) < _NAMES_CACHE_MAX:
+        _NAMES[raw] = (key, name)
+    return key, name
 
 
 def _request_line(start: str) -> Message:
@@ -344,7 +362,7 @@ def _check_common(msg: Message, single: dict[str, str]) -> None:
     msg.cseq_method = method
     if "from" not in single or "to" not in single:
         raise SipError(400, "missing From or To", msg)
-    if msg.get("via") is None:
+    if "via" not in single:
         raise SipError(400, "no Via", msg)
     if msg.method is not None:
         if method != msg.method:
@@ -354,6 +372,6 @@ def _check_common(msg: Message, single: dict[str, str]) -> None:
             if not mf.isdigit() or not mf.isascii() or len(mf) > 4 or int(mf) > MAX_FORWARDS_LIMIT:
                 raise SipError(400, "bad Max-Forwards", msg)
             msg.max_forwards = int(mf)
-        date = msg.get("date")
+        date = single.get("date")
         if date is not None and not _DATE_RE.match(date):
             raise SipError(400, "Date is not an RFC 1123 GMT date", msg)

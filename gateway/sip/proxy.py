@@ -236,7 +236,9 @@ class ProxyCore:
         mclass = "INVITE" if method == "ACK" else method
         key = (material, mclass, source[0])
         tx = self._server.get(key)
-        if tx is not None:
+        if tx is not None and not (method == "ACK" and tx.state is State.ACCEPTED):
+            # RFC 6026 §7.1: an ACK reaching an Accepted transaction acknowledges the 2xx and
+            # goes on end to end (below); anything else matching is a retransmission.
             self._server_retransmission(tx, msg, now)
             return
         if method == "ACK":
@@ -750,8 +752,8 @@ class ProxyCore:
         if not server.accepts(ev):
             return
         data = out.render()
-        if ev is not TxEvent.SEND_2XX or server.state is State.PROCEEDING:
-            server.response = data
+        if server.kind is Kind.NON_INVITE_SERVER or server.state is State.PROCEEDING:
+            server.response = data  # what a retransmitted request is answered with (§17.2)
         self._run(server, server.handle(ev, now), now)
         self._emit(data, server.dest, None, status)
 

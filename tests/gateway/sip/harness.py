@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from blocklist import DialPlan, ListHolder, ListSnapshot, Screener
-from gateway.sip import Event, Message, Outgoing, ProxyConfig, ProxyCore, parse_message
+from gateway.sip import Event, Message, Outgoing, ProxyConfig, ProxyCore, SipError, parse_message
 
 __all__ = [
     "BARRED",
@@ -121,6 +121,7 @@ class Harness:
     to_trunk: list[Message] = field(default_factory=list)
     elsewhere: list[Outgoing] = field(default_factory=list)
     raw: list[Outgoing] = field(default_factory=list)
+    unparsable: list[Outgoing] = field(default_factory=list)
     all_events: list[Event] = field(default_factory=list)
     screened: list[str] = field(default_factory=list)
 
@@ -156,7 +157,11 @@ class Harness:
     def _collect(self) -> None:
         for out in self.core.outgoing():
             self.raw.append(out)
-            msg = parse_message(out.data, framed=out.transport != "udp")
+            try:
+                msg = parse_message(out.data, framed=out.transport != "udp")
+            except SipError:
+                self.unparsable.append(out)  # e.g. a 400 that copies the bad CSeq it answers
+                continue
             if out.dest == TRUNK:
                 self.to_trunk.append(msg)
             elif out.dest == PBX:
