@@ -44,10 +44,10 @@ def _establish(h: Harness) -> Message:
     return inv
 
 
-def _in_dialog(method: str, cseq: int, branch: str, **kw: object) -> bytes:
+def _in_dialog(method: str, cseq: int, branch: str, extra: tuple[str, ...] = ()) -> bytes:
     return request(
         method, "sip:callee@192.0.2.50:5060", to_tag="trunktag", branch=branch, cseq=cseq,
-        extra=(ROUTE_US, *kw.pop("extra", ())), **kw,  # type: ignore[arg-type]
+        extra=(ROUTE_US, *extra),
     )  # fmt: skip
 
 
