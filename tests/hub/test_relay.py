@@ -4,6 +4,7 @@ nothing lost when the relay or Redis is killed (issue 5, "Publishing without los
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -143,7 +144,7 @@ def _config_file(tmp_path: Path, prefix: str) -> Path:
 
 
 @pytest.mark.slow
-async def test_relay_killed_with_sigkill_between_publish_and_mark(
+def test_relay_killed_with_sigkill_between_publish_and_mark(
     hub: Hub, engine: Engine, db_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
     """A real `upcs hub relay` subprocess is SIGKILLed after Redis acknowledged a row and before
@@ -179,10 +180,10 @@ async def test_relay_killed_with_sigkill_between_publish_and_mark(
             conn.execute(text("SELECT 1"))  # the begin hook took the SQLite write lock
         relay = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
-        while not await log_entries(REDIS_URL, redis_prefix):
+        while not asyncio.run(log_entries(REDIS_URL, redis_prefix)):
             assert relay.poll() is None, relay.stderr.read() if relay.stderr else ""
             assert time.monotonic() < deadline, "relay never published"
-            await asyncio.sleep(0.02)
+            time.sleep(0.02)
         relay.send_signal(signal.SIGKILL)
         relay.wait(timeout=10)
     finally:
@@ -196,7 +197,7 @@ async def test_relay_killed_with_sigkill_between_publish_and_mark(
         relay = subprocess.Popen(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        await asyncio.sleep(rng.uniform(0.3, 1.5))
+        time.sleep(rng.uniform(0.3, 1.5))
         relay.send_signal(signal.SIGKILL)
         relay.wait(timeout=10)
 
@@ -205,7 +206,7 @@ async def test_relay_killed_with_sigkill_between_publish_and_mark(
         [*argv[:-2], "--once"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
-    await assert_exactly_once(engine, REDIS_URL, redis_prefix, tmp_path)
+    asyncio.run(assert_exactly_once(engine, REDIS_URL, redis_prefix, tmp_path))
 
 
 @pytest.mark.slow
@@ -247,10 +248,8 @@ async def test_redis_killed_and_restarted_mid_run(
             await asyncio.sleep(0.05)
     finally:
         loop_task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await loop_task
-        except asyncio.CancelledError:
-            pass
         await client.aclose()
     assert private_redis.starts == 5
     # Redis was seen down both inside one publish (sync retries) and across publishes (the
