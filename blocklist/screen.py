@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import re
+import sys
 from typing import NamedTuple
 
 import phonenumbers
@@ -121,27 +122,24 @@ def _build_cc_by_head() -> dict[str, str]:
 _CC_BY_HEAD = _build_cc_by_head()
 
 
-def _split_cc(e164: str) -> str:
-    """The country code an E.164 digit string starts with, or '' when none does."""
-    cc = _CC_BY_HEAD.get(e164[:3], "")
-    return cc if len(e164) > len(cc) else ""
-
-
-def _strip_all(digits: str, prefixes: tuple[str, ...]) -> list[str] | None:
+def _strip_all(digits: str, prefixes: dict[str, tuple[str, ...]]) -> list[str] | None:
     """The string and every string left by stripping stacked prefixes from its front, in any
-    order; None when a string stacks more prefixes than MAX_PREFIX_VARIANTS allows."""
+    order; None when a string stacks more prefixes than MAX_PREFIX_VARIANTS allows.
+    `prefixes` maps a first digit to the dial prefixes that start with it."""
     found = [digits]
     i = 0
     while i < len(found):
         v = found[i]
-        for p in prefixes:
+        i += 1
+        if not v:
+            continue
+        for p in prefixes.get(v[0], ()):
             if v.startswith(p):
                 rest = v[len(p) :]
                 if rest not in found:
                     if len(found) >= MAX_PREFIX_VARIANTS:
                         return None
                     found.append(rest)
-        i += 1
     return found
 
 
@@ -150,29 +148,41 @@ def _international(number: str, out: list[str]) -> None:
     and without the trunk prefix people write after the country code ("+44 (0)20 ...")."""
     if number not in out:
         out.append(number)
-    cc = _split_cc(number)
-    trunk = _COUNTRY_TRUNK.get(cc) if cc else None
-    if trunk and number.startswith(trunk, len(cc)):
-        stripped = cc + number[len(cc) + len(trunk) :]
-        if stripped not in out:
-            out.append(stripped)
+    cc = _CC_BY_HEAD.get(number[:3])
+    if cc is not None:
+        trunk = _COUNTRY_TRUNK.get(cc)
+        if trunk and number.startswith(trunk, len(cc)):
+            stripped = cc + number[len(cc) + len(trunk) :]
+            if stripped not in out:
+                out.append(stripped)
+
+
+# The table entry for a head that names no country code: no candidate is ever long enough.
+_NO_NUMBER: tuple[int, tuple[int, ...]] = (sys.maxsize, ())
 
 
 class _Tables:
-    """Per-snapshot lookup tables: for each country code, the shortest candidate that can be a
-    number at all and the candidate lengths (prefixes) worth looking up in this snapshot."""
+    """Per-snapshot lookup tables, keyed by a candidate's first three digits (which name its
+    country code): the shortest candidate that can be a number at all, and the candidate
+    lengths (prefixes, for overdialling) worth looking up because this snapshot has entries of
+    that length. Filled lazily; a racing reader computes the same value."""
 
-    __slots__ = ("bitmap", "by_cc", "present", "snapshot")
+    __slots__ = ("bitmap", "heads", "never_listed", "present", "snapshot")
 
-    def __init__(self, snapshot: ListSnapshot) -> None:
+    def __init__(self, snapshot: ListSnapshot, never_ints: frozenset[int]) -> None:
         self.snapshot = snapshot
         self.bitmap = snapshot.bitmap
         self.present = snapshot.lengths
-        self.by_cc: dict[str, tuple[int, tuple[int, ...]]] = {}
+        self.heads: dict[str, tuple[int, tuple[int, ...]]] = {}
+        # Whether the list (wrongly) carries a never-block number: only then do hits need the
+        # extra never-block test.
+        self.never_listed = any(n in snapshot.bitmap for n in never_ints)
 
-    def for_cc(self, cc: str) -> tuple[int, tuple[int, ...]]:
-        info = self.by_cc.get(cc)
-        if info is None:
+    def head(self, head: str) -> tuple[int, tuple[int, ...]]:
+        cc = _CC_BY_HEAD.get(head) if len(head) == 3 else None
+        if cc is None:
+            info = _NO_NUMBER
+        else:
             lengths = _COUNTRY_LENGTHS[cc]
             totals = tuple(
                 len(cc) + n
@@ -180,15 +190,16 @@ class _Tables:
                 if len(cc) + n <= E164_MAX_DIGITS and len(cc) + n in self.present
             )
             info = (len(cc) + lengths[0], totals)
-            self.by_cc[cc] = info  # idempotent: a racing reader computes the same value
+        self.heads[head] = info
         return info
 
 
 class Screener:
     """Screens dial strings against whatever snapshot the holder currently has.
 
-    Construct once per dial plan; `check` is the hot path: plain digit strings (what a PBX puts in
-    a Request-URI) skip the parser, and only candidate lengths present in the list are looked up.
+    Construct once per dial plan; `check` is the hot path: plain digit strings and plain E.164
+    (what a PBX puts in a Request-URI) skip the parser, and only candidate lengths present in the
+    list are looked up.
     """
 
     __slots__ = (
@@ -201,7 +212,6 @@ class Screener:
         "_never_e164",
         "_never_ints",
         "_plan",
-        "_prefix_heads",
         "_prefixes",
         "_tables",
         "_trunk",
@@ -214,13 +224,16 @@ class Screener:
         self._intl = plan.international_prefix
         self._trunk = plan.trunk_prefix
         self._area = plan.area_code
-        self._prefixes = tuple(p for p in plan.dial_prefixes if p)
-        self._prefix_heads = frozenset(p[0] for p in self._prefixes)
+        by_first: dict[str, list[str]] = {}
+        for p in plan.dial_prefixes:
+            if p:
+                by_first.setdefault(p[0], []).append(p)
+        self._prefixes = {k: tuple(v) for k, v in by_first.items()}
         self._never = NeverBlock(plan.country_code, plan.trunk_prefix, plan.never_block_extra)
         self._never_dials = self._never.dials
         self._never_e164 = self._never.e164_digits
         self._never_ints = frozenset(int(d) for d in self._never_e164)
-        self._tables = _Tables(holder.current)
+        self._tables = _Tables(holder.current, self._never_ints)
 
     @property
     def plan(self) -> DialPlan:
@@ -232,17 +245,18 @@ class Screener:
 
     def check(self, dialled: str) -> CheckResult:
         """The verdict for one dial string, against the current snapshot."""
-        if len(dialled) > MAX_DIAL_CHARS:
+        if len(dialled) > MAX_DIAL_CHARS or not dialled.isascii():
+            # Full-width and other Unicode digits included: a carrier may read them differently.
             return _INVALID
-        # Fast path: a plain ASCII digit string with no dial prefix in front, in national form
-        # (trunk prefix) -- what a PBX usually puts in a Request-URI. It is exactly the general
-        # path below specialised to one definitive reading (tests check they agree).
-        if dialled.isascii() and dialled.isdigit():
+        # Fast paths: a plain digit string in national form, and plain E.164 -- what a PBX
+        # usually puts in a Request-URI. Each is exactly the general path below specialised to
+        # its one definitive reading (tests check that they agree).
+        if dialled.isdigit():
             trunk = self._trunk
             if (
                 trunk
-                and dialled[0] not in self._prefix_heads
                 and dialled.startswith(trunk)
+                and dialled[0] not in self._prefixes
                 and not dialled.startswith(self._intl)
                 and dialled not in self._never_dials
             ):
@@ -251,8 +265,9 @@ class Screener:
                     return _ALLOWED
                 return self._lookup((candidate,))
             return self._check_parsed(None, dialled)
-        # Everything else (full-width and other Unicode digits included: a carrier may read them
-        # differently) goes through the strict parser, and anything it cannot read is invalid.
+        if dialled[:1] == "+" and dialled[1:].isdigit():
+            return self._check_parsed("", dialled[1:])
+        # Everything else goes through the strict parser; what it cannot read is invalid.
         parsed = _parse(dialled)
         if parsed is None:
             return _INVALID
@@ -274,21 +289,19 @@ class Screener:
                 if heads is None or "" not in heads:
                     return _INVALID
             _international(digits, candidates)
-            for c in candidates:
-                if c in never_e164:
-                    return _ALLOWED
+            if not never_e164.isdisjoint(candidates):
+                return _ALLOWED
             return self._lookup(candidates)
-        if digits[0] in self._prefix_heads:
+        variants: list[str] | tuple[str]
+        if digits[0] in self._prefixes:
             found = _strip_all(digits, self._prefixes)
             if found is None:
                 return _INVALID
             variants = found
         else:
-            variants = [digits]
-        never_dials = self._never_dials
-        for v in variants:
-            if v in never_dials:
-                return _ALLOWED  # rule 1: never-block first
+            variants = (digits,)
+        if not self._never_dials.isdisjoint(variants):
+            return _ALLOWED  # rule 1: never-block first
         intl, trunk, cc, area = self._intl, self._trunk, self._cc, self._area
         speculative: list[str] = []
         for v in variants:
@@ -305,9 +318,9 @@ class Screener:
                     speculative.append(cc + area + v)
                 _international(v, speculative)
                 speculative.append(cc + v)
-        for c in candidates:
-            if c in never_e164:
-                return _ALLOWED
+        if not never_e164.isdisjoint(candidates):
+            return _ALLOWED
+        # Definitive readings first: a hit is usually found by the first lookup.
         candidates.extend(speculative)
         return self._lookup(candidates)
 
@@ -319,18 +332,16 @@ class Screener:
         if tables.snapshot is not snap:
             # First check after a swap: one attribute store, so a concurrent reader sees either
             # the old tables or the new ones, each consistent with its own snapshot.
-            tables = _Tables(snap)
+            tables = _Tables(snap, self._never_ints)
             self._tables = tables
         bitmap = tables.bitmap
-        by_cc = tables.by_cc
+        heads = tables.heads
         usable = False
         for c in candidates:
-            cc = _split_cc(c)
-            if not cc:
-                continue
-            info = by_cc.get(cc)
+            head = c[:3]
+            info = heads.get(head)
             if info is None:
-                info = tables.for_cc(cc)
+                info = tables.head(head)
             size = len(c)
             if size < info[0]:
                 continue
@@ -339,8 +350,10 @@ class Screener:
                 if total > size:
                     break
                 value = int(c[:total])
-                # A never-block number can never be barred, even if a list carries it.
-                if value in bitmap and value not in self._never_ints:
+                if value in bitmap:
+                    # A never-block number can never be barred, even if a list carries it.
+                    if tables.never_listed and value in self._never_ints:
+                        continue
                     return _new_result(CheckResult, (_BLOCKED, value))
         return _ALLOWED if usable else _INVALID
 
@@ -350,10 +363,14 @@ def _parse(dialled: str) -> tuple[str | None, str] | None:
     string, or None when the string is not read without doubt (rule 4)."""
     if not dialled or not dialled.isascii():
         return None
-    compact = dialled.encode("ascii").translate(None, _SEPARATORS).lower()
-    m = _DIAL.fullmatch(compact)
+    compact = dialled.encode("ascii").translate(None, _SEPARATORS)
+    # Digits with separators only (how people write numbers) need no grammar.
+    if compact.isdigit():
+        return None, compact.decode("ascii")
+    if compact[:1] == b"+" and compact[1:].isdigit():
+        return "", compact[1:].decode("ascii")
+    m = _DIAL.fullmatch(compact.lower())
     if m is None:
         return None
-    head: bytes | None = m.group(1)
-    main: bytes = m.group(2)
+    head, main = m.groups()
     return (None if head is None else head.decode("ascii")), main.decode("ascii")
