@@ -26,6 +26,7 @@ import struct
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 from pyroaring import FrozenBitMap64
 
@@ -109,7 +110,7 @@ def _write_atomically(target: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def _split(data: bytes, where: str) -> tuple[tuple[int, int, int, bytes], bytes, bytes]:
+def _split(data: bytes, where: str) -> tuple[tuple[int, int, int, bytes], memoryview, bytes]:
     if len(data) < _HEADER.size + _TRAILER_BYTES:
         if data[: len(MAGIC)] != MAGIC[: len(data)]:
             raise SnapshotFileError(f"{where}: not a upcs snapshot file (bad magic)")
@@ -128,10 +129,11 @@ def _split(data: bytes, where: str) -> tuple[tuple[int, int, int, bytes], bytes,
         raise SnapshotFileError(
             f"{where}: truncated or padded ({len(data)} bytes, header says {expected})"
         )
-    body, trailer = data[:-_TRAILER_BYTES], data[-_TRAILER_BYTES:]
+    view = memoryview(data)  # slices without copies: a 1M-entry payload is megabytes
+    body, trailer = view[:-_TRAILER_BYTES], data[-_TRAILER_BYTES:]
     if hashlib.blake2b(body, digest_size=_TRAILER_BYTES).digest() != trailer:
         raise SnapshotFileError(f"{where}: corrupted (file checksum mismatch)")
-    payload = data[_HEADER.size : _HEADER.size + plen]
+    payload = view[_HEADER.size : _HEADER.size + plen]
     refs = data[_HEADER.size + plen : _HEADER.size + plen + rlen]
     return (version, count, plen, checksum), payload, refs
 
@@ -140,7 +142,8 @@ def read_snapshot_bytes(data: bytes, where: str = "snapshot") -> ListSnapshot:
     """Verify and decode a whole snapshot; raise SnapshotFileError naming `where` otherwise."""
     (version, count, _plen, checksum), payload, _refs = _split(data, where)
     try:
-        bitmap = FrozenBitMap64.deserialize(payload)
+        # pyroaring reads any buffer; its stubs only name bytes.
+        bitmap = FrozenBitMap64.deserialize(cast(bytes, payload))
     except Exception as exc:  # pyroaring raises ValueError or MemoryError on bad payloads
         raise SnapshotFileError(f"{where}: list payload does not decode ({exc})") from None
     if len(bitmap) != count:
