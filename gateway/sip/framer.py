@@ -20,19 +20,33 @@ class StreamFramer:
     is mandatory on a stream (§18.3, §20.14): without it the next message's start is unknown.
     """
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_error")
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._error: SipError | None = None
 
     @property
     def buffered(self) -> int:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[bytes]:
-        buf = self._buf
-        buf += data
+        """The whole messages completed by `data`. When a bad message follows good ones in
+        the same chunk, the good ones are returned and the error is raised by the next call."""
+        if self._error is not None:
+            raise self._error
+        self._buf += data
         out: list[bytes] = []
+        try:
+            self._frame(out)
+        except SipError as e:
+            if not out:
+                raise
+            self._error = e
+        return out
+
+    def _frame(self, out: list[bytes]) -> None:
+        buf = self._buf
         while True:
             skip = 0
             while buf[skip : skip + 2] == b"\r\n":
@@ -45,8 +59,6 @@ class StreamFramer:
             if end < 0:
                 if len(buf) > MAX_HEADER_BLOCK_BYTES:
                     raise SipError(513, "header block too long on stream")
-                if buf == b"\r":
-                    break
                 break
             head = bytes(buf[: end + 2])
             found = _CL_RE.findall(head)
@@ -64,4 +76,3 @@ class StreamFramer:
                 break
             out.append(bytes(buf[:total]))
             del buf[:total]
-        return out

@@ -264,7 +264,16 @@ def parse_message(data: bytes, *, framed: bool = False) -> Message:
     if head.count("\n") != n or head.count("\r") != n:
         raise SipError(400, "bare CR or LF in header block")
     start = lines[0]
-    msg = _response_line(start) if start.startswith("SIP/") else _request_line(start)
+    bad_start: SipError | None = None
+    try:
+        msg = _response_line(start) if start.startswith("SIP/") else _request_line(start)
+    except SipError as e:
+        # Read the headers anyway, so the 400/505 can carry Via, From, To... (§8.2.6.2).
+        bad_start = e
+        if start.startswith("SIP/"):
+            msg = Message.response(0, "", [])
+        else:
+            msg = Message.request(start.split(" ", 1)[0] or "?", "", [])
     headers = msg.headers
     single: dict[str, str] = {}
     names = _NAMES
@@ -284,6 +293,8 @@ def parse_message(data: bytes, *, framed: bool = False) -> Message:
                     raise SipError(400, f"more than one {key} header", msg)
             else:
                 single[key] = value
+    if bad_start is not None:
+        raise SipError(bad_start.status, bad_start.reason, msg)
     if len(headers) > MAX_HEADERS:
         raise SipError(400, f"more than {MAX_HEADERS} header fields", msg)
     body = data[end + 4 :]
@@ -322,12 +333,12 @@ def _request_line(start: str) -> Message:
     method, uri, version = parts
     if version != SIP_VERSION:
         if version.startswith("SIP/"):
-            raise SipError(505, "unsupported SIP version", Message.request(method, uri, []))
+            raise SipError(505, "unsupported SIP version")
         raise SipError(400, "malformed request line")
     if not _TOKEN_RE.match(method):
         raise SipError(400, "bad method")
     if "<" in uri or ">" in uri:
-        raise SipError(400, "Request-URI in angle brackets", Message.request(method, "", []))
+        raise SipError(400, "Request-URI in angle brackets")
     return Message.request(method, uri, [])
 
 

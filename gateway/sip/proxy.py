@@ -200,21 +200,21 @@ class ProxyCore:
         msg: Message | None = None,
     ) -> None:
         partial = msg if msg is not None else e.partial
+        # §8.2.6.2 copies Via, From, To, Call-ID and CSeq; answer whenever there is a Via to
+        # copy (RFC 4475 insuf expects a 400 even with From/To/Call-ID missing). Never to
+        # unknown sources, never to an ACK (§17.1.1.3: ACKs are not answered).
         answerable = (
             allowed_source
             and partial is not None
             and partial.is_request
             and partial.method != "ACK"
-            and partial.call_id != ""
             and partial.get("via") is not None
-            and partial.get("from") is not None
-            and partial.get("to") is not None
-            and partial.get("cseq") is not None
         )
         if not answerable or partial is None:
             self._events.append(ParseFailed(None, e.reason))
             return
-        resp = build_response(partial, e.status, e.phrase, self._tag(partial.call_id))
+        tag = self._tag(partial.get("call-id") or partial.get("via") or "")
+        resp = build_response(partial, e.status, e.phrase, tag)
         self._send(resp, (transport, source[0], source[1]))
         self._events.append(ParseFailed(e.status, e.reason))
 
@@ -249,6 +249,7 @@ class ProxyCore:
         if not allowed_source:
             self._refuse(server, msg, "allow_from", now)
             return
+        _validate(msg)  # raises SipError(400): syntax is checked before any policy (§16.3 step 1)
         if method == "CANCEL":
             self._cancel(server, msg, material, source, now)
             return
@@ -417,11 +418,10 @@ class ProxyCore:
         from_tag = msg.from_().tag or ""
         dialog, pbx_side = self._find_dialog(msg.call_id, from_tag, to_tag, from_trunk)
         if dialog is None:
+            # Nothing is forwarded outside a dialog the gateway saw screened, not even a BYE
+            # (invariant 1); after a restart the endpoints' session timers clear old calls.
             if from_trunk:
                 self._refuse(server, msg, "trunk_unsolicited", now)
-            elif method == "BYE":
-                # Ending a call we lost track of (a restart) cannot reach anyone new.
-                self._forward(server, msg, self._up, loop=loop, now=now, dialog=None, source=source)
             else:
                 self._respond_new(server, msg, 481, now)
             return
@@ -966,6 +966,21 @@ class ProxyCore:
         self._client[tx.key] = tx
         self._emit(data, client.dest, "CANCEL", None)
         self._arm(tx)
+
+
+def _validate(msg: Message) -> None:
+    """The header fields a proxy relies on or passes on must parse (RFC 4475 §3.1.2)."""
+    msg.from_()
+    msg.to()
+    for value in msg.via_values():
+        parse_via(value)
+    for value in msg.values("contact"):
+        if value == "*" and msg.method == "REGISTER":
+            continue
+        na = parse_name_addr(value, "Contact")
+        uri = parse_uri(na.uri, "Contact")
+        if uri.headers is not None and not na.bracketed:
+            raise SipError(400, "Contact: URI headers outside <>")
 
 
 def _status_of(data: bytes) -> int | None:
