@@ -1,0 +1,247 @@
+"""`upcs hub ...` round trips on SQLite and PostgreSQL: names, JSON Lines, exit codes, and an
+audit row for every command (Data Protection Act 2018 s.62)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_sync
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from typer.testing import CliRunner, Result
+
+from hub import make_engine
+from hub.audit import AuditEntry, read_audit
+from hub.schema import cases
+from tests.hub.conftest import REDIS_URL, make_request
+from tests.hub.synccheck import assert_exactly_once
+from upcs.cli_hub import app
+
+HANDLER = "case.handler.one"
+
+
+class Cli:
+    def __init__(self, db_url: str, tmp_path: Path, config: Path | None = None) -> None:
+        self.db = db_url
+        self.tmp = tmp_path
+        self.config = config or tmp_path / "none.toml"
+        if config is None:
+            self.config.write_text("", encoding="utf-8")
+        self.runner = CliRunner(env={"UPCS_HANDLER": HANDLER, "UPCS_HUB_REDIS": None})
+
+    def __call__(self, *args: str, code: int = 0) -> Result:
+        argv = [*args, "--db", self.db, "--config", str(self.config)]
+        result = self.runner.invoke(app, argv, catch_exceptions=False)
+        assert result.exit_code == code, (argv, result.stdout, result.stderr)
+        return result
+
+    def json(self, *args: str) -> list[dict[str, Any]]:
+        out = self(*args, "--json").stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def new(self, request: dict[str, Any]) -> int:
+        path = self.tmp / "request.json"
+        path.write_text(json.dumps(request), encoding="utf-8")
+        (row,) = self.json("case", "new", "--from-json", str(path))
+        return int(row["id"])
+
+
+@pytest.fixture
+def cli(db_url: str, tmp_path: Path) -> Cli:
+    c = Cli(db_url, tmp_path)
+    c("init")
+    return c
+
+
+def _audit(db_url: str) -> list[AuditEntry]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return read_audit(conn)
+    finally:
+        engine.dispose()
+
+
+def _case_count(db_url: str) -> int:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(cases)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_round_trip(cli: Cli) -> None:
+    case_id = cli.new(make_request())
+    assert cli("case", "new", "--from-json", str(cli.tmp / "request.json")).stdout.strip() == str(
+        case_id + 1
+    )
+    cli("case", "assess", str(case_id), "--handler", "h", "--reason", "start")
+    (approved,) = cli.json("case", "approve", str(case_id), "--reason", "threats confirmed")
+    assert approved["from"] == "assessing" and approved["to"] == "approved"
+    assert approved["adds"] == 2 and approved["published"] == "pending"  # no Redis configured
+    listed = cli.json("case", "list")
+    assert [(c["id"], c["state"]) for c in listed] == [
+        (case_id, "approved"),
+        (case_id + 1, "received"),
+    ]
+    assert cli.json("case", "list", "--state", "received")[0]["id"] == case_id + 1
+    (shown,) = cli.json("case", "show", str(case_id), "--reason", "police evidence request")
+    assert shown["protected"][0]["phones"][0]["e164"] == "+447700900001"
+    assert shown["protected"][0]["phones"][0]["barred_by_cases"] == 1
+    assert [h["action"] for h in shown["history"]] == ["assess", "approve"]
+    text = cli("case", "show", str(case_id), "--reason", "again").stdout
+    assert "approved" in text and "+447700900001" in text
+    cli("case", "transfer", str(case_id), "--establishment", "HMP Wakefield", "--reason", "moved")
+    (moved,) = cli.json("case", "show", str(case_id), "--reason", "check transfer")
+    assert moved["offender"]["establishment"] == "HMP Wakefield"
+    assert moved["transfers"][0]["from"] == "HMP Leeds"
+    (lifted,) = cli.json("case", "lift", str(case_id), "--reason", "victim asked")
+    assert lifted["removes"] == 2
+    rows = cli.json("audit", "--case", str(case_id))
+    assert rows and all(r["case"] == case_id for r in rows)
+
+
+def test_intake_refusal_exits_1_and_creates_nothing(cli: Cli) -> None:
+    bad = make_request(["07700 900001", "999"])
+    path = cli.tmp / "bad.json"
+    path.write_text(json.dumps(bad), encoding="utf-8")
+    result = cli("case", "new", "--from-json", str(path), code=1)
+    assert "protected[0].phones[1]" in result.stderr
+    assert "emergency" in result.stderr
+    assert "no case created" in result.stderr
+    assert "900001" not in result.stderr
+    consent = make_request(requester_type="on_behalf_with_consent", consent=False)
+    path.write_text(json.dumps(consent), encoding="utf-8")
+    assert "victim_consent" in cli("case", "new", "--from-json", str(path), code=1).stderr
+    path.write_text("{not json", encoding="utf-8")
+    assert "not valid JSON" in cli("case", "new", "--from-json", str(path), code=1).stderr
+    assert _case_count(cli.db) == 0
+
+
+def test_new_from_flags(cli: Cli) -> None:
+    result = cli(
+        "case", "new", "--requester-type", "victim", "--requester-name", "V",
+        "--requester-contact", "v@example.org", "--victim-consent", "--reason", "calls",
+        "--offender-name", "O", "--prison-number", "B2345CD", "--date-of-birth", "1990-01-01",
+        "--protected-name", "V", "--phone", "07700 900111", "--phone", "0113 496 0111", "--json",
+    )  # fmt: skip
+    case_id = json.loads(result.stdout)["id"]
+    (shown,) = cli.json("case", "show", str(case_id), "--reason", "r")
+    assert [p["e164"] for p in shown["protected"][0]["phones"]] == [
+        "+447700900111",
+        "+441134960111",
+    ]
+    cli("case", "new", "--prison-number", "B2345CD", code=1)  # the rest missing: refused
+
+
+def test_usage_errors_exit_2(cli: Cli) -> None:
+    cli("case", "show", "1", code=2)  # --reason is required to view a case
+    cli("case", "bogus", code=2)
+    cli("case", "new", code=2)
+    runner = CliRunner(env={"UPCS_HANDLER": None})
+    assert runner.invoke(app, ["case", "list", "--db", cli.db]).exit_code == 2  # no handler
+
+
+def test_runtime_errors_exit_1(cli: Cli, tmp_path: Path) -> None:
+    assert "no case 99" in cli("case", "assess", "99", "--reason", "r", code=1).stderr
+    case_id = cli.new(make_request())
+    err = cli("case", "lift", str(case_id), "--reason", "r", code=1).stderr
+    assert "cannot lift a case that is received; allowed from received: assess" in err
+    fresh = Cli(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path)
+    assert "run `upcs hub init`" in fresh("case", "list", code=1).stderr
+
+
+def test_every_command_leaves_its_audit_row(db_url: str, tmp_path: Path, redis_prefix: str) -> None:
+    config = tmp_path / "upcs.toml"
+    config.write_text(
+        f'[sync]\nkey_prefix = "{redis_prefix}"\n[hub]\nredis = "{REDIS_URL}"\n',
+        encoding="utf-8",
+    )
+    cli = Cli(db_url, tmp_path, config)
+
+    def run(args: tuple[str, ...], action: str, actor: str = HANDLER) -> list[AuditEntry]:
+        before = len(_audit(db_url)) if args[0] != "init" else 0
+        cli(*args)
+        new = _audit(db_url)[before:]
+        assert new, f"{args} left no audit row"
+        assert any(e.action == action and e.actor == actor for e in new), (args, new)
+        return new
+
+    run(("init", "--handler", "ops.admin"), "schema.migrate", "ops.admin")
+    path = tmp_path / "req.json"
+    path.write_text(json.dumps(make_request()), encoding="utf-8")
+    run(("case", "new", "--from-json", str(path)), "case.create")
+    run(("case", "new", "--from-json", str(path)), "case.create")
+    run(("case", "assess", "1", "--reason", "a"), "case.transition")
+    run(("case", "approve", "1", "--reason", "b"), "case.transition")
+    run(("case", "assess", "2", "--reason", "a"), "case.transition")
+    run(("case", "decline", "2", "--reason", "no grounds"), "case.transition")
+    run(("case", "transfer", "1", "--establishment", "HMP Hull", "--reason", "t"), "case.transfer")
+    run(("case", "list",), "case.list")  # fmt: skip
+    run(("case", "show", "1", "--reason", "evidence"), "case.view")
+    run(("audit",), "audit.view")
+    run(("audit", "--case", "1"), "audit.view")
+    run(("alerts",), "alert.view")
+    attempt = {
+        "site": "HMP Hull",
+        "ts": "1796300000.5",
+        "caller": "A1234BC",
+        "dialled": "907700900001",
+        "matched": "+447700900001",
+        "call_id": "c1@pbx",
+    }
+    client = redis_sync.Redis.from_url(REDIS_URL)
+    try:
+        client.xadd(f"{redis_prefix}:attempts", attempt)  # type: ignore[arg-type]
+        new = run(("alerts", "--pull"), "alert.view")
+        assert any(e.action == "alert.record" and e.actor == "alerts" for e in new)
+        attempt["call_id"] = "c2@pbx"
+        client.xadd(f"{redis_prefix}:attempts", attempt)  # type: ignore[arg-type]
+        run(("relay", "--once"), "alert.record", "alerts")
+    finally:
+        client.close()
+    run(("case", "lift", "1", "--reason", "c"), "case.transition")
+    disclosed = [e for e in _audit(db_url) if e.action == "disclose"]
+    # approve and lift were published inline (Redis configured), each row disclosed once
+    assert [(e.case_id, e.actor) for e in disclosed] == [(1, "relay"), (1, "relay")]
+    # Every row: who, when, what, why.
+    for entry in _audit(db_url):
+        assert entry.actor and entry.action and entry.reason and entry.at.tzinfo is not None
+    engine = make_engine(db_url)
+    try:
+        asyncio.run(assert_exactly_once(engine, REDIS_URL, redis_prefix, tmp_path))
+    finally:
+        engine.dispose()
+
+
+def test_list_audits_each_case_shown(cli: Cli) -> None:
+    a = cli.new(make_request())
+    b = cli.new(make_request())
+    cli("case", "list", "--reason", "weekly review")
+    listed = [e for e in _audit(cli.db) if e.action == "case.list"]
+    assert sorted(e.case_id for e in listed if e.case_id is not None) == [a, b]
+    assert {e.reason for e in listed} == {"weekly review"}
+
+
+def test_relay_once_publishes_what_approval_left_pending(
+    cli: Cli, redis_prefix: str, tmp_path: Path, db_url: str
+) -> None:
+    case_id = cli.new(make_request())
+    cli("case", "assess", str(case_id), "--reason", "a")
+    (approved,) = cli.json("case", "approve", str(case_id), "--reason", "b")
+    assert approved["published"] == "pending"
+    config = tmp_path / "relay.toml"
+    config.write_text(f'[sync]\nkey_prefix = "{redis_prefix}"\n', encoding="utf-8")
+    relay = Cli(db_url, tmp_path, config)
+    relay("relay", "--once", "--redis", REDIS_URL)
+    engine: Engine = make_engine(db_url)
+    try:
+        assert asyncio.run(assert_exactly_once(engine, REDIS_URL, redis_prefix, tmp_path)) == 2
+    finally:
+        engine.dispose()
+    assert [e.action for e in _audit(db_url)][-1] == "disclose"
