@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import gc
+import operator
 import os
 import platform
 import random
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, TypeVar, cast
 
 if __package__ in (None, ""):  # `python bench/lookup.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -48,6 +50,8 @@ from blocklist import (
 )
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "lookup.md"
 BATCH = 500  # dials per pipeline before switching to the next one (interleaving)
@@ -72,10 +76,23 @@ FORMS: tuple[tuple[str, int, Callable[[str], str]], ...] = (
 
 
 def uk_like(rng: random.Random) -> int:
-    """A UK-like E.164 number: 60% 07xxx mobiles, 40% 01/02 geographic (10-digit NSN)."""
-    if rng.random() < 0.6:
+    """A UK-like E.164 number shaped like Ofcom's plan, so no reading of one number's dial string
+    lands on another by accident: 60% 07xxx mobiles; 40% geographic, with subscriber numbers
+    never starting 0 or 1 (01X1 areas with 7 digits, other 01XXX areas with 6, 020 3/7/8, and
+    023/024/028/029)."""
+    r = rng.random()
+    if r < 0.6:
         return 447_000_000_000 + rng.randrange(1_000_000_000)
-    return 441_000_000_000 + rng.randrange(2_000_000_000)
+    if r < 0.7:  # 01X1 xxx xxxx
+        area = f"1{rng.randrange(2, 10)}1"
+        return int(f"44{area}{rng.randrange(2_000_000, 10_000_000)}")
+    if r < 0.85:  # 01XXX xxxxxx, not of the 01X1 shape
+        area = f"1{rng.randrange(2, 10)}{rng.choice('023456789')}{rng.randrange(10)}"
+        return int(f"44{area}{rng.randrange(200_000, 1_000_000)}")
+    if r < 0.95:  # 020 [378]xxx xxxx
+        return int(f"4420{rng.choice('378')}{rng.randrange(10_000_000):07d}")
+    area = f"2{rng.choice('3489')}"
+    return int(f"44{area}{rng.randrange(20_000_000, 100_000_000)}")
 
 
 def barred_numbers(entries: int, rng: random.Random) -> list[int]:
@@ -146,19 +163,19 @@ def timer_overhead(samples: int) -> list[int]:
 
 
 def time_batches(
-    pipelines: dict[str, Callable[[str], object]], dials: Sequence[str]
+    pipelines: dict[str, tuple[Callable[[T], object], Sequence[T]]],
 ) -> dict[str, list[int]]:
-    """Each check timed on its own; pipelines interleaved batch by batch, rotating the order."""
+    """Each call timed on its own; pipelines interleaved batch by batch, rotating the order."""
     pc = time.perf_counter_ns
     timings: dict[str, list[int]] = {name: [] for name in pipelines}
     order = list(pipelines)
-    for start in range(0, len(dials), BATCH):
-        batch = dials[start : start + BATCH]
+    count = min(len(inputs) for _, inputs in pipelines.values())
+    for start in range(0, count, BATCH):
         order = order[1:] + order[:1]
         for name in order:
-            fn = pipelines[name]
+            fn, inputs = pipelines[name]
             sink = timings[name]
-            for d in batch:
+            for d in inputs[start : start + BATCH]:
                 t0 = pc()
                 fn(d)
                 t1 = pc()
@@ -264,17 +281,31 @@ def run(entries: int, dial_count: int, seed: int) -> tuple[list[str], dict[str, 
     # Correctness first: every hit blocked as its number, every miss allowed, by both normalisers.
     agree_pn = 0
     for d in dials:
+        expected = (Verdict.BLOCKED, d.e164) if d.hit else (Verdict.ALLOWED, None)
         for s in (screener, set_screener):
             r = s.check(d.text)
-            expected = (Verdict.BLOCKED, d.e164) if d.hit else (Verdict.ALLOWED, None)
-            assert (r.verdict, r.matched) == expected, d.form
+            if (r.verdict, r.matched) != expected:
+                raise AssertionError(f"{d.form}: {r.verdict.value}, expected {expected[0].value}")
         agree_pn += pn_check(d.text) == d.hit
 
     gc.collect()
     overhead = timer_overhead(len(texts))
-    timings = time_batches(
-        {"screener": screener.check, "set": set_screener.check, "phonenumbers": pn_check}, texts
-    )
+    bitmap = snapshot.bitmap
+    ints = [d.e164 for d in dials]
+
+    def floor(dialled: str) -> None:
+        return None
+
+    pipelines: dict[str, tuple[Callable[[Any], object], Sequence[Any]]] = {
+        "screener": (screener.check, texts),
+        "set": (set_screener.check, texts),
+        "phonenumbers": (pn_check, texts),
+        # Floors, timed the same way: an empty Python call, and one bare roaring lookup.
+        "floor": (floor, texts),
+        "roaring_in": (functools.partial(operator.contains, cast(Any, bitmap)), ints),
+        "set_in": (functools.partial(operator.contains, baseline_set), ints),
+    }
+    timings = time_batches(pipelines)
     overhead_p50 = pct(overhead, 0.5)
     load_after = loadavg()
 
@@ -323,6 +354,11 @@ def run(entries: int, dial_count: int, seed: int) -> tuple[list[str], dict[str, 
         f"| snapshot load, read + verify + decode, median of {LOAD_REPEATS} (ms) |"
         f" {m['load_ms']:.1f} (min {min(loads) * 1000:.1f}, max {max(loads) * 1000:.1f})"
         " | n/a | n/a |",
+        f"| floor: empty Python function call, p50 / p99 (ns) | {corrected('floor', 0.5):.0f} /"
+        f" {corrected('floor', 0.99):.0f} | | |",
+        f"| floor: one bare membership test of an int, p50 / p99 (ns) |"
+        f" {corrected('roaring_in', 0.5):.0f} / {corrected('roaring_in', 0.99):.0f} |"
+        f" {corrected('set_in', 0.5):.0f} / {corrected('set_in', 0.99):.0f} | |",
         "",
         "Targets:",
         "",
@@ -383,10 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" ({cpu_model()}), Linux {platform.release()}, Python {platform.python_version()},"
         f" pyroaring {pyroaring.__version__}, phonenumbers {phonenumbers.__version__}.",
         "",
-        "Barred: seeded random UK-like numbers (60% 07xxx mobiles, 40% 01/02 geographic, 10-digit"
-        " national numbers). Dials: exactly half hits; the forms below. Each check is timed on its"
-        " own with perf_counter_ns; the three pipelines run interleaved in batches of"
-        f" {BATCH}, so noise falls on all alike; garbage collection stays on, as in service.",
+        "Barred: seeded random UK-like numbers (60% 07xxx mobiles, 40% 01/02 geographic, shaped"
+        " like Ofcom's plan so that local numbers never start with 0 or 1). Dials: exactly half"
+        " hits; the forms below. Each check is timed on its own with perf_counter_ns; all"
+        f" pipelines (and the floors) run interleaved in batches of {BATCH}, so noise falls on"
+        " all alike; garbage collection stays on, as in service.",
         "",
     ]
     text = "\n".join([*header, *lines, ""])
