@@ -14,8 +14,10 @@ from gateway.sip.uri import format_host
 
 __all__ = [
     "MAGIC_COOKIE",
+    "ack_for",
     "branch_material",
     "build_response",
+    "cancel_for",
     "keyed_hash",
     "response_dest",
     "same_host",
@@ -133,6 +135,33 @@ def build_response(
     resp = Message.response(status, reason, headers)
     resp.call_id, resp.cseq, resp.cseq_method = request.call_id, request.cseq, request.cseq_method
     return resp
+
+
+def _copy_for(sent: Message, keys: tuple[str, ...]) -> list[Header]:
+    """The top Via of what we sent, then the listed headers as they were sent."""
+    headers: list[Header] = []
+    for h in sent.headers:
+        if h[0] == "via":
+            headers.append((h[0], h[1], sent.via_values()[0]))
+            break
+    headers.extend(h for h in sent.headers if h[0] in keys)
+    return headers
+
+
+def ack_for(sent: Message, to_value: str) -> bytes:
+    """ACK for a non-2xx final (§17.1.1.3): the INVITE's branch, Route and Request-URI; the
+    To of the response (with its tag)."""
+    headers = _copy_for(sent, ("from", "call-id", "route", "max-forwards"))
+    headers.append(("to", "To", to_value))
+    headers.append(("cseq", "CSeq", f"{sent.cseq} ACK"))
+    return Message.request("ACK", sent.uri, headers).render()
+
+
+def cancel_for(sent: Message) -> bytes:
+    """CANCEL for a forwarded INVITE (§9.1): same branch, Request-URI, Route, From, To."""
+    headers = _copy_for(sent, ("from", "to", "call-id", "route", "max-forwards"))
+    headers.append(("cseq", "CSeq", f"{sent.cseq} CANCEL"))
+    return Message.request("CANCEL", sent.uri, headers).render()
 
 
 def via_value(transport: str, host: str, port: int, branch: str) -> str:

@@ -23,6 +23,7 @@ from gateway.sip.limits import (
     MAX_VIA_DEPTH,
     SIP_VERSION,
 )
+from gateway.sip.uri import parse_uri
 
 __all__ = ["COMPACT_FORMS", "Header", "Message", "parse_message"]
 
@@ -190,6 +191,23 @@ class Message:
             raise SipError(400, f"no {key} header", self)
         try:
             return parse_name_addr(value, key)
+        except SipError as e:
+            raise SipError(e.status, e.reason, self) from None
+
+    def validate(self) -> None:
+        """The header fields a proxy relies on or passes on must parse (RFC 4475 §3.1.2)."""
+        try:
+            self.from_()
+            self.to()
+            for value in self.via_values():
+                parse_via(value)
+            for value in self.values("contact"):
+                if value == "*" and self.method == "REGISTER":
+                    continue
+                na = parse_name_addr(value, "Contact")
+                uri = parse_uri(na.uri, "Contact")
+                if uri.headers is not None and not na.bracketed:
+                    raise SipError(400, "Contact: URI headers outside <>")
         except SipError as e:
             raise SipError(e.status, e.reason, self) from None
 

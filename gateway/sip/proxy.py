@@ -18,56 +18,40 @@ transaction (§16.7); 100 is hop-by-hop, 503 becomes 500 (§16.7 step 6).
 
 from __future__ import annotations
 
-import heapq
 import ipaddress
-import itertools
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.sip import build
 from gateway.sip.build import MAGIC_COOKIE, branch_material, build_response, keyed_hash
-from gateway.sip.config import Outgoing, ProxyConfig
+from gateway.sip.config import ProxyConfig
+from gateway.sip.dialogs import Dialog, DialogTable
 from gateway.sip.errors import REASONS, SipError
 from gateway.sip.events import (
-    Event,
     MessageReceived,
-    MessageSent,
     ParseFailed,
     Refused,
-    Screened,
     TransactionTimedOut,
 )
 from gateway.sip.headers import parse_name_addr, parse_via
 from gateway.sip.limits import DEFAULT_MAX_FORWARDS
 from gateway.sip.message import Message, parse_message
+from gateway.sip.screening import Screen, Screening
 from gateway.sip.transaction import Event as TxEvent
 from gateway.sip.transaction import Kind, State, Timers, Transaction
-from gateway.sip.uri import Uri, dial_targets, format_host, parse_uri, unescape
+from gateway.sip.txlayer import TransactionLayer
+from gateway.sip.uri import format_host, parse_uri
 
 __all__ = ["ProxyCore"]
 
 Dest = tuple[str, str, int]
-Screen = Callable[[str], str]
 
-_VERDICTS = ("allowed", "blocked", "invalid")
 # Methods that create a dialog or a subscription the proxy must keep routing (§12, RFC 6665).
 _DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+# In-dialog requests that can only end or complete something: never screened again.
+_ENDING = frozenset({"BYE", "ACK", "CANCEL"})
 _ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK"
 _SUPPORTED_PROXY_REQUIRE: frozenset[str] = frozenset()  # we implement no proxy extensions
-
-
-@dataclass(slots=True, eq=False)
-class _Dialog:
-    """A dialog started from the PBX: the only thing the trunk side may send requests into."""
-
-    call_id: str
-    pbx_tag: str
-    pbx_dest: Dest
-    targets: tuple[str, ...]  # the dial strings screened when it was created
-    remote_tags: set[str] = field(default_factory=set)
-    confirmed: bool = False
-    expires: float = 0.0
 
 
 @dataclass(slots=True, eq=False)
@@ -77,30 +61,30 @@ class _Forward:
     server: Transaction
     request: Message  # as received
     client: Transaction | None = None
+    sent: Message | None = None  # the copy sent downstream (for ACK and CANCEL, §17.1.1.3, §9.1)
     branch: str = ""
     provisional: bool = False  # a 101-199 arrived: CANCEL may now be sent (§9.1)
     cancel_pending: bool = False
     cancelled: bool = False
     timer_c: float | None = None
-    dialog: _Dialog | None = None
+    dialog: Dialog | None = None
     from_trunk: bool = False
 
 
-class ProxyCore:
-    """The sans-I/O screening proxy. See the module docstring for the policy."""
+class ProxyCore(TransactionLayer):
+    """The sans-I/O screening proxy. See the module docstring for the policy.
+
+    Driven by `receive(data, transport, source, now)` and `handle_timer(now)`; hands back
+    `outgoing()`, `events()` and `next_timer()` (inherited from `TransactionLayer`).
+    """
 
     def __init__(self, config: ProxyConfig, screen: Screen) -> None:
+        super().__init__(
+            Timers(config.t1_s, config.t2_s, config.t4_s), config.branch_secret or os.urandom(16)
+        )
         self.config = config
-        self._screen = screen
-        self._secret = config.branch_secret or os.urandom(16)
-        self._timers = Timers(config.t1_s, config.t2_s, config.t4_s)
-        self._server: dict[tuple[str, ...], Transaction] = {}
-        self._client: dict[tuple[str, ...], Transaction] = {}
-        self._dialogs: dict[tuple[str, str], _Dialog] = {}
-        self._heap: list[tuple[float, int, object]] = []
-        self._seq = itertools.count()
-        self._out: list[Outgoing] = []
-        self._events: list[Event] = []
+        self._dialogs = DialogTable(config.max_dialogs)
+        self._screening = Screening(screen, self._events)
         self._draining = False
         self._drain_retry_s = 0
         up_transport, up_host, up_port = config.upstream
@@ -109,21 +93,6 @@ class ProxyCore:
         self._rr = build.record_route_value(config.local_host, config.local_port, self._up[0])
 
     # -- the adapter's interface ---------------------------------------------------------
-
-    def outgoing(self) -> list[Outgoing]:
-        out, self._out = self._out, []
-        return out
-
-    def events(self) -> list[Event]:
-        out, self._events = self._events, []
-        return out
-
-    @property
-    def active_transactions(self) -> int:
-        return len(self._server) + len(self._client)
-
-    def next_timer(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
 
     def drain(self, now: float, retry_after_s: int) -> None:
         """Refuse new INVITEs with 503 + Retry-After; everything in flight runs to its end."""
@@ -163,16 +132,15 @@ class ProxyCore:
             # Lazily parsed parts (From/To, Route, Refer-To ...) broke the grammar.
             self._parse_failed(e, transport, source, allowed_source, msg)
 
-    def handle_timer(self, now: float) -> None:
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            _, _, obj = heapq.heappop(heap)
-            if isinstance(obj, Transaction):
-                self._tx_timers(obj, now)
-            elif isinstance(obj, _Forward):
-                self._timer_c(obj, now)
-            elif isinstance(obj, _Dialog):
-                self._dialog_timer(obj, now)
+    def _on_timer(self, obj: object, now: float) -> None:
+        if isinstance(obj, _Forward):
+            self._timer_c(obj, now)
+        elif isinstance(obj, Dialog) and not self._dialogs.expire(obj, now):
+            self._schedule(obj.expires, obj)
+
+    def _pass_up(self, tx: Transaction, msg: Message, now: float) -> None:
+        if isinstance(tx.context, _Forward):
+            self._relay_response(tx.context, msg, now)
 
     # -- sources -------------------------------------------------------------------------
 
@@ -249,7 +217,7 @@ class ProxyCore:
         if not allowed_source:
             self._refuse(server, msg, "allow_from", now)
             return
-        _validate(msg)  # raises SipError(400): syntax is checked before any policy (§16.3 step 1)
+        msg.validate()  # SipError(400): syntax is checked before any policy (§16.3 step 1)
         if method == "CANCEL":
             self._cancel(server, msg, material, source, now)
             return
@@ -314,16 +282,22 @@ class ProxyCore:
                 return
             self._forward(server, msg, self._up, loop=loop, now=now, dialog=None, source=source)
             return
-        targets = self._screen_uri(ruri, msg, method)
+        targets = self._screening.target(ruri, msg, method)
         if targets is None:
             self._refuse(server, msg, "screen", now)
             return
-        if method == "REFER" and not self._screen_refer_to(msg):
+        if method == "REFER" and not self._screening.refer_to(msg):
             self._refuse(server, msg, "screen", now)
             return
         dialog = None
         if method in _DIALOG_CREATING:
-            dialog = self._new_dialog(msg, server.dest, targets, now)
+            from_tag = msg.from_().tag
+            if from_tag:
+                # An early dialog lives as long as Timer C could keep its INVITE alive.
+                until = now + self.config.timer_c_s + 64 * self.config.t1_s
+                dialog = self._dialogs.open(msg.call_id, from_tag, server.dest, targets, until)
+                if dialog is not None:
+                    self._schedule(dialog.expires, dialog)
         self._forward(server, msg, self._up, loop=loop, now=now, dialog=dialog, source=source)
 
     def _server_retransmission(self, tx: Transaction, msg: Message, now: float) -> None:
@@ -354,10 +328,10 @@ class ProxyCore:
         from_tag = msg.from_().tag
         if not to_tag or not from_tag:
             return
-        dialog, pbx_side = self._find_dialog(msg.call_id, from_tag, to_tag, from_trunk)
+        dialog = self._dialogs.find(msg.call_id, from_tag, to_tag, from_trunk)
         if dialog is None or msg.max_forwards == 0:
             return
-        dest = dialog.pbx_dest if not pbx_side else self._up
+        dest = dialog.pbx_dest if from_trunk else self._up
         fwd = msg.copy()
         self._prepare_forward(fwd, msg, source, self._loop_hash(msg), record_route=False)
         self._send(fwd, dest)
@@ -416,7 +390,7 @@ class ProxyCore:
     ) -> None:
         method = msg.method or ""
         from_tag = msg.from_().tag or ""
-        dialog, pbx_side = self._find_dialog(msg.call_id, from_tag, to_tag, from_trunk)
+        dialog = self._dialogs.find(msg.call_id, from_tag, to_tag, from_trunk)
         if dialog is None:
             # Nothing is forwarded outside a dialog the gateway saw screened, not even a BYE
             # (invariant 1); after a restart the endpoints' session timers clear old calls.
@@ -426,13 +400,21 @@ class ProxyCore:
                 self._respond_new(server, msg, 481, now)
             return
         dialog.expires = max(dialog.expires, now + self.config.dialog_idle_s)
-        if method == "INVITE" and not self._rescreen(dialog, msg):
+        if method == "INVITE" and not self._screening.again(dialog.targets, msg, "INVITE"):
             self._refuse(server, msg, "screen", now)
             return
-        if method == "REFER" and not self._screen_refer_to(msg):
+        if method == "REFER" and not self._screening.refer_to(msg):
             self._refuse(server, msg, "screen", now)
             return
-        dest = self._up if pbx_side else dialog.pbx_dest
+        # Towards the trunk, a Request-URI that is itself a barred number is refused even in
+        # a dialog: a carrier that fails to match the dialog could take it for a new call.
+        # (Not "invalid": remote targets are often opaque numeric ids, and the dialog's own
+        # target was screened allowed and is screened again on re-INVITE above.)
+        ruri = parse_uri(msg.uri, "Request-URI")
+        if not from_trunk and method not in _ENDING and self._screening.barred(ruri):
+            self._refuse(server, msg, "screen", now)
+            return
+        dest = dialog.pbx_dest if from_trunk else self._up
         self._forward(
             server,
             msg,
@@ -441,126 +423,8 @@ class ProxyCore:
             now=now,
             dialog=dialog,
             source=source,
-            from_trunk=not pbx_side,
+            from_trunk=from_trunk,
         )
-
-    # -- screening -----------------------------------------------------------------------
-
-    def _caller(self, msg: Message) -> str:
-        for key in ("p-asserted-identity", "from"):
-            value = msg.get(key)
-            if value is None:
-                continue
-            try:
-                na = parse_name_addr(msg.values(key)[0], key) if key != "from" else msg.from_()
-                uri = parse_uri(na.uri, key)
-            except (SipError, IndexError):
-                continue
-            if uri.user is not None:
-                user = uri.user.split(";")[0] if uri.scheme == "tel" else uri.user
-                return unescape(user) or ""
-        return ""
-
-    def _verdict(self, targets: tuple[str, ...] | None) -> str:
-        if targets is None:
-            return "invalid"
-        verdict = "allowed"
-        for t in targets:
-            try:
-                v = self._screen(t)
-            except Exception:  # an injected screen that fails must fail closed, not crash
-                v = "invalid"
-            if v == "blocked":
-                return "blocked"
-            if v != "allowed":
-                verdict = "invalid"
-        return verdict
-
-    def _screen_target(self, uri: Uri | None, msg: Message, method: str) -> bool:
-        targets = dial_targets(uri) if uri is not None else None
-        verdict = self._verdict(targets)
-        if targets is not None:
-            dialled = targets[0]
-        elif uri is not None and uri.user is not None:
-            dialled = unescape(uri.user) or ""
-        else:
-            dialled = ""
-        self._events.append(Screened(msg.call_id, method, verdict, dialled, self._caller(msg)))
-        return verdict == "allowed"
-
-    def _screen_uri(self, uri: Uri, msg: Message, method: str) -> tuple[str, ...] | None:
-        if not self._screen_target(uri, msg, method):
-            return None
-        return dial_targets(uri)
-
-    def _screen_refer_to(self, msg: Message) -> bool:
-        """REFER's Refer-To (RFC 3515 §2.1): exactly one, screened like a Request-URI."""
-        values = msg.values("refer-to")
-        uri: Uri | None = None
-        if len(values) == 1:
-            try:
-                uri = parse_uri(parse_name_addr(values[0], "Refer-To").uri, "Refer-To")
-            except SipError:
-                uri = None
-        return self._screen_target(uri, msg, "REFER")
-
-    def _rescreen(self, dialog: _Dialog, msg: Message) -> bool:
-        """A re-INVITE: the dialog's target is screened again (a bar may have come since)."""
-        verdict = self._verdict(dialog.targets)
-        self._events.append(
-            Screened(
-                msg.call_id,
-                "INVITE",
-                verdict,
-                dialog.targets[0] if dialog.targets else "",
-                self._caller(msg),
-            )
-        )
-        return verdict == "allowed"
-
-    # -- dialogs -------------------------------------------------------------------------
-
-    def _new_dialog(
-        self, msg: Message, pbx_dest: Dest, targets: tuple[str, ...], now: float
-    ) -> _Dialog | None:
-        from_tag = msg.from_().tag
-        if not from_tag or len(self._dialogs) >= self.config.max_dialogs:
-            return None
-        key = (msg.call_id, from_tag)
-        dialog = self._dialogs.get(key)
-        if dialog is None:
-            dialog = _Dialog(msg.call_id, from_tag, pbx_dest, targets)
-            self._dialogs[key] = dialog
-        # Until confirmed, an early dialog lives as long as Timer C could keep the INVITE alive.
-        dialog.expires = max(dialog.expires, now + self.config.timer_c_s + 64 * self.config.t1_s)
-        self._schedule(dialog.expires, dialog)
-        return dialog
-
-    def _find_dialog(
-        self, call_id: str, from_tag: str, to_tag: str, from_trunk: bool
-    ) -> tuple[_Dialog | None, bool]:
-        """The dialog a request belongs to, and whether it comes from the PBX side."""
-        if not from_trunk:
-            d = self._dialogs.get((call_id, from_tag))
-            if d is not None and to_tag in d.remote_tags:
-                return d, True
-        d = self._dialogs.get((call_id, to_tag))
-        if d is not None and from_tag in d.remote_tags:
-            return d, False
-        return None, True
-
-    def _dialog_timer(self, dialog: _Dialog, now: float) -> None:
-        if dialog.expires > now:
-            self._schedule(dialog.expires, dialog)
-            return
-        key = (dialog.call_id, dialog.pbx_tag)
-        if self._dialogs.get(key) is dialog:
-            del self._dialogs[key]
-
-    def _end_dialog(self, dialog: _Dialog) -> None:
-        key = (dialog.call_id, dialog.pbx_tag)
-        if self._dialogs.get(key) is dialog:
-            del self._dialogs[key]
 
     # -- forwarding (§16.6) --------------------------------------------------------------
 
@@ -637,7 +501,7 @@ class ProxyCore:
         *,
         loop: str,
         now: float,
-        dialog: _Dialog | None,
+        dialog: Dialog | None,
         source: tuple[str, int],
         from_trunk: bool = False,
     ) -> None:
@@ -653,6 +517,7 @@ class ProxyCore:
             out, msg, source, loop, record_route=method in _DIALOG_CREATING and not from_trunk
         )
         data = out.render()
+        fwd_state.sent = out
         client = Transaction.client(
             method == "INVITE", (fwd_state.branch, method), dest[0] != "udp", self._timers, now
         )
@@ -688,26 +553,10 @@ class ProxyCore:
             return
         actions = client.handle(ev, now)
         if "send_ack" in actions:
-            client.ack = client.ack or self._hop_ack(client, msg)
+            fwd = client.context
+            if not client.ack and isinstance(fwd, _Forward) and fwd.sent is not None:
+                client.ack = build.ack_for(fwd.sent, msg.get("to") or "")
         self._run(client, actions, now, msg)
-
-    def _hop_ack(self, client: Transaction, resp: Message) -> bytes:
-        """The ACK for a non-2xx final (§17.1.1.3): same branch and Route set as the INVITE."""
-        fwd = client.context
-        assert isinstance(fwd, _Forward)
-        inv = parse_message(client.request, framed=True)
-        headers = []
-        for h in inv.headers:
-            if h[0] == "via":
-                headers.append(h)
-                break
-        for h in inv.headers:
-            if h[0] in ("from", "call-id", "route", "max-forwards"):
-                headers.append(h)
-        to = resp.get("to") or inv.get("to") or ""
-        headers.append(("to", "To", to))
-        headers.append(("cseq", "CSeq", f"{inv.cseq} ACK"))
-        return Message.request("ACK", inv.uri, headers).render()
 
     def _relay_response(self, fwd: _Forward, msg: Message, now: float) -> None:
         """A response passed up by a client transaction goes back through the server one."""
@@ -719,7 +568,7 @@ class ProxyCore:
         if fwd.dialog is not None and method in _DIALOG_CREATING:
             self._track_dialog(fwd.dialog, msg, now)
         if method == "BYE" and status >= 200 and fwd.dialog is not None:
-            self._end_dialog(fwd.dialog)
+            self._dialogs.close(fwd.dialog)
         if method == "INVITE" and status < 200:
             fwd.provisional = True
             if fwd.cancel_pending:
@@ -766,7 +615,7 @@ class ProxyCore:
         if dest is not None:
             self._emit(out.render(), dest, None, out.status)
 
-    def _track_dialog(self, dialog: _Dialog, msg: Message, now: float) -> None:
+    def _track_dialog(self, dialog: Dialog, msg: Message, now: float) -> None:
         tag = msg.to().tag
         status = msg.status
         if tag and 100 < status < 300:
@@ -776,19 +625,11 @@ class ProxyCore:
                 dialog.expires = max(dialog.expires, now + self.config.dialog_idle_s)
                 self._schedule(dialog.expires, dialog)
         elif status >= 300 and not dialog.confirmed:
-            self._end_dialog(dialog)
+            self._dialogs.close(dialog)
 
     def _screen_redirect(self, fwd: _Forward, msg: Message) -> Message:
         """3xx from the trunk: only Contacts screened allowed go back to the PBX (rule 6)."""
-        kept: list[str] = []
-        for value in msg.values("contact"):
-            try:
-                na = parse_name_addr(value, "Contact")
-                uri: Uri | None = parse_uri(na.uri, "Contact")
-            except SipError:
-                uri = None
-            if self._screen_target(uri, fwd.request, fwd.request.method or ""):
-                kept.append(value)
+        kept = self._screening.contacts(msg, fwd.request)
         if kept:
             out = msg.copy()
             out.remove("contact")
@@ -807,114 +648,13 @@ class ProxyCore:
 
     # -- answering and sending -----------------------------------------------------------
 
-    def _tag(self, text: str) -> str:
-        return keyed_hash(self._secret, "tag|" + text, 8)
-
-    @staticmethod
-    def _retry_after(seconds: int) -> tuple[str, str, str]:
-        return ("retry-after", "Retry-After", str(max(0, int(seconds))))
-
-    def _respond(
-        self,
-        server: Transaction,
-        request: Message,
-        status: int,
-        now: float,
-        extra: list[tuple[str, str, str]] | None = None,
-        *,
-        reason: str | None = None,
-    ) -> None:
-        """Answer through a server transaction (it keeps the bytes for retransmissions)."""
-        if status < 200:
-            ev = TxEvent.SEND_1XX
-        elif status < 300:
-            ev = TxEvent.SEND_2XX
-        else:
-            ev = TxEvent.SEND_FINAL
-        if not server.accepts(ev):
-            return
-        tag = self._tag("|".join(server.key))
-        resp = build_response(request, status, reason or REASONS.get(status, "Error"), tag, extra)
-        data = resp.render()
-        server.response = data
-        self._run(server, server.handle(ev, now), now)
-        self._emit(data, server.dest, None, status)
-
-    def _respond_new(
-        self,
-        server: Transaction,
-        msg: Message,
-        status: int,
-        now: float,
-        extra: list[tuple[str, str, str]] | None = None,
-        *,
-        reason: str | None = None,
-    ) -> None:
-        self._server[server.key] = server
-        self._respond(server, msg, status, now, extra, reason=reason)
-
     def _refuse(self, server: Transaction, msg: Message, why: str, now: float) -> None:
         """The one refusal: same status, reason and header set whatever the cause (invariant 3)."""
         status = self.config.refusal_status
         self._respond_new(server, msg, status, now, None, reason=self.config.refusal_reason)
         self._events.append(Refused(msg.call_id, msg.method or "", status, why))
 
-    def _send(self, msg: Message, dest: Dest) -> None:
-        self._emit(msg.render(), dest, msg.method, None if msg.is_request else msg.status)
-
-    def _emit(self, data: bytes, dest: Dest, method: str | None, status: int | None) -> None:
-        self._out.append(Outgoing(data, dest[0], (dest[1], dest[2])))
-        self._events.append(MessageSent(method, status))
-
-    def _schedule(self, when: float, obj: object) -> None:
-        heapq.heappush(self._heap, (when, next(self._seq), obj))
-
-    def _arm(self, tx: Transaction) -> None:
-        deadline = tx.next_deadline()
-        if deadline is not None:
-            self._schedule(deadline, tx)
-
-    def _run(
-        self, tx: Transaction, actions: tuple[str, ...], now: float, msg: Message | None = None
-    ) -> None:
-        """Carry out what a transition asked for, then file or drop the transaction."""
-        for a in actions:
-            if a == "resend_request":
-                self._emit(tx.request, tx.dest, tx.key[1], None)
-            elif a == "resend_response":
-                if tx.response:
-                    self._emit(tx.response, tx.dest, None, _status_of(tx.response))
-            elif a == "send_ack":
-                if tx.ack:
-                    self._emit(tx.ack, tx.dest, "ACK", None)
-            elif a == "pass_up":
-                if msg is not None and isinstance(tx.context, _Forward):
-                    self._relay_response(tx.context, msg, now)
-            elif a == "timeout":
-                self._client_timeout(tx, now)
-        if tx.terminated:
-            table = (
-                self._client
-                if tx.kind in (Kind.INVITE_CLIENT, Kind.NON_INVITE_CLIENT)
-                else self._server
-            )
-            if table.get(tx.key) is tx:
-                del table[tx.key]
-        else:
-            self._arm(tx)
-
-    def _tx_timers(self, tx: Transaction, now: float) -> None:
-        if tx.terminated:
-            return
-        for ev in tx.due(now):
-            if tx.terminated:
-                break
-            if tx.accepts(ev):
-                self._run(tx, tx.handle(ev, now), now)
-        if not tx.terminated:
-            self._arm(tx)
-
-    def _client_timeout(self, tx: Transaction, now: float) -> None:
+    def _timed_out(self, tx: Transaction, now: float) -> None:
         """Timer B or F (or a transport error): the caller hears 408 (§16.8)."""
         fwd = tx.context
         if not isinstance(fwd, _Forward):
@@ -925,7 +665,7 @@ class ProxyCore:
         fwd.timer_c = None
         self._respond(fwd.server, fwd.request, 487 if fwd.cancelled else 408, now)
         if fwd.dialog is not None and not fwd.dialog.confirmed:
-            self._end_dialog(fwd.dialog)
+            self._dialogs.close(fwd.dialog)
 
     def _timer_c(self, fwd: _Forward, now: float) -> None:
         """§16.8: Timer C fired: CANCEL what is ringing, and the caller hears 408."""
@@ -950,40 +690,11 @@ class ProxyCore:
         client = fwd.client
         if client is None or client.state not in (State.CALLING, State.PROCEEDING):
             return
-        inv = parse_message(client.request, framed=True)
-        headers = []
-        for h in inv.headers:
-            if h[0] == "via":
-                headers.append(h)
-                break
-        for h in inv.headers:
-            if h[0] in ("from", "to", "call-id", "route", "max-forwards"):
-                headers.append(h)
-        headers.append(("cseq", "CSeq", f"{inv.cseq} CANCEL"))
-        data = Message.request("CANCEL", inv.uri, headers).render()
+        if fwd.sent is None:
+            return
+        data = build.cancel_for(fwd.sent)
         tx = Transaction.client(False, (fwd.branch, "CANCEL"), client.reliable, self._timers, now)
         tx.request, tx.dest = data, client.dest
         self._client[tx.key] = tx
         self._emit(data, client.dest, "CANCEL", None)
         self._arm(tx)
-
-
-def _validate(msg: Message) -> None:
-    """The header fields a proxy relies on or passes on must parse (RFC 4475 §3.1.2)."""
-    msg.from_()
-    msg.to()
-    for value in msg.via_values():
-        parse_via(value)
-    for value in msg.values("contact"):
-        if value == "*" and msg.method == "REGISTER":
-            continue
-        na = parse_name_addr(value, "Contact")
-        uri = parse_uri(na.uri, "Contact")
-        if uri.headers is not None and not na.bracketed:
-            raise SipError(400, "Contact: URI headers outside <>")
-
-
-def _status_of(data: bytes) -> int | None:
-    if data.startswith(b"SIP/2.0 ") and data[8:11].isdigit():
-        return int(data[8:11])
-    return None
