@@ -24,7 +24,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import redis.asyncio as aioredis
 import typer
@@ -164,10 +164,18 @@ def make_publish(publisher: sync.Publisher) -> PublishFn:
     """The relay's publish callable, backed by the real sync publisher."""
 
     async def publish(changes: Sequence[HubChange], *, idempotency_key: str) -> int:
-        batch = [sync.Change(op, e164, ref) for op, e164, ref in changes]  # type: ignore[arg-type]
+        batch = [sync.Change(_op(op), e164, ref) for op, e164, ref in changes]
         return await publisher.publish(batch, idempotency_key=idempotency_key)
 
     return publish
+
+
+def _op(op: str) -> Literal["add", "remove"]:
+    if op == "add":
+        return "add"
+    if op == "remove":
+        return "remove"
+    raise ValueError(f"outbox holds an unknown operation {op!r}")
 
 
 def _redis_client(url: str) -> aioredis.Redis:
@@ -678,11 +686,13 @@ def relay_cmd(
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema check's chatter
     with _errors():
         cfg = _config(config)
         url = _redis_url(cfg, redis) or DEFAULT_REDIS_URL
         sync_config = _sync_config(cfg)
         with _engine(cfg, db) as engine:
+            counts: list[int] = []
 
             async def body(client: aioredis.Redis) -> int:
                 relay = Relay(engine, make_publish(sync.Publisher(client, sync_config)))
@@ -690,18 +700,20 @@ def relay_cmd(
                 if attempts:
                     steps.append(AttemptPuller(engine, client, sync_config.key_prefix).pull)
                 if once:
-                    return sum([await step() for step in steps])
+                    counts.extend([await step() for step in steps])
+                    return 0
                 await _until_signalled(run_loop(steps, RelayConfig()))
                 return 0
 
             try:
-                done = asyncio.run(_with_redis(url, body))
+                asyncio.run(_with_redis(url, body))
             except (sync.PublishError, sync.SyncError, RedisError, OSError) as exc:
                 raise _Fail(
                     f"relay stopped: {exc.__class__.__name__}; pending rows stay in the outbox"
                 ) from None
         if once:
-            typer.echo(f"relay: {done} outbox rows and attempts processed")
+            pulled = f"; {counts[1]} attempts pulled" if attempts else ""
+            typer.echo(f"relay: {counts[0]} outbox rows published{pulled}")
 
 
 async def _until_signalled(loop_coro: Awaitable[None]) -> None:

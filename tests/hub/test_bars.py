@@ -4,12 +4,14 @@ only when no active case still bars the number)."""
 from __future__ import annotations
 
 import json
+import threading
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from hub import Action, Hub, parse_case_request
-from hub.bars import barred_numbers
+from hub.bars import barred_numbers, release_bars
+from hub.db import lock_bars
 from hub.schema import outbox
 from tests.hub.conftest import FakeClock, make_request
 
@@ -102,3 +104,29 @@ def test_duplicate_numbers_in_one_case_count_once(hub: Hub, engine: Engine) -> N
     lifted = hub.transition(c, Action.LIFT, handler="h", reason="r")
     assert lifted.removes == 1
     assert _barred(engine) == set()
+
+
+def test_bar_changes_are_serialised(hub: Hub, engine: Engine) -> None:
+    """While one transaction holds the bars lock, a transition waits for it (so two handlers can
+    never both read a count of one and both publish a 'remove', or lose an 'add')."""
+    a = _approved(hub, ["07700 900001"])
+    b = _approved(hub, ["07700 900001"])
+    finished = threading.Event()
+
+    def lift_b() -> None:
+        hub.transition(b, Action.LIFT, handler="h2", reason="r")
+        finished.set()
+
+    with engine.connect() as holder:
+        holder.begin()  # SQLite: BEGIN IMMEDIATE takes the write lock
+        lock_bars(holder)  # PostgreSQL: the table lock every bar-changing transaction takes
+        worker = threading.Thread(target=lift_b)
+        worker.start()
+        assert not finished.wait(0.5), "a transition ran while another held the bars lock"
+        # The holder lifts a meanwhile: b's lift, once it runs, must see a's bar released.
+        release_bars(holder, a, hub.clock())
+        holder.commit()
+    worker.join(timeout=30)
+    assert finished.is_set()
+    assert _barred(engine) == set()
+    assert _outbox(engine)[-1] == (b, "lift", [["remove", SHARED, f"case:{b}"]])
