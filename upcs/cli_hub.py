@@ -376,31 +376,32 @@ def _parse_date(value: str, option: str) -> dt.date:
 ReasonReq = Annotated[str, typer.Option("--reason", help="Why (audited).")]
 
 
-@case_app.command("assess")
-def case_assess(
-    *,
-    case_id: CaseArg,
-    handler: HandlerOpt,
-    reason: ReasonReq,
-    db: DbOpt = None,
-    redis: RedisOpt = None,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """received -> assessing."""
-    _transition(
-        action=Action.ASSESS,
-        case_id=case_id,
-        handler=handler,
-        reason=reason,
-        db=db,
-        redis_url=redis,
-        config=config,
-        as_json=as_json,
-    )
+def _workflow_command(action: Action, doc: str) -> None:
+    def command(
+        *,
+        case_id: CaseArg,
+        handler: HandlerOpt,
+        reason: ReasonReq,
+        db: DbOpt = None,
+        redis: RedisOpt = None,
+        config: ConfigOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        _transition(
+            action=action,
+            case_id=case_id,
+            handler=handler,
+            reason=reason,
+            db=db,
+            redis_url=redis,
+            config=config,
+            as_json=as_json,
+        )
+
+    command.__doc__ = doc
+    case_app.command(action.value)(command)
 
 
-@case_app.command("approve")
 def case_approve(
     *,
     case_id: CaseArg,
@@ -428,76 +429,18 @@ def case_approve(
     )
 
 
-@case_app.command("decline")
-def case_decline(
-    *,
-    case_id: CaseArg,
-    handler: HandlerOpt,
-    reason: ReasonReq,
-    db: DbOpt = None,
-    redis: RedisOpt = None,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """assessing -> declined."""
-    _transition(
-        action=Action.DECLINE,
-        case_id=case_id,
-        handler=handler,
-        reason=reason,
-        db=db,
-        redis_url=redis,
-        config=config,
-        as_json=as_json,
-    )
-
-
-@case_app.command("lift")
-def case_lift(
-    *,
-    case_id: CaseArg,
-    handler: HandlerOpt,
-    reason: ReasonReq,
-    db: DbOpt = None,
-    redis: RedisOpt = None,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """approved -> lifted: unbar numbers no other active case still bars."""
-    _transition(
-        action=Action.LIFT,
-        case_id=case_id,
-        handler=handler,
-        reason=reason,
-        db=db,
-        redis_url=redis,
-        config=config,
-        as_json=as_json,
-    )
-
-
-@case_app.command("expire")
-def case_expire(
-    *,
-    case_id: CaseArg,
-    handler: HandlerOpt,
-    reason: ReasonReq,
-    db: DbOpt = None,
-    redis: RedisOpt = None,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """approved -> expired, once the review date has come."""
-    _transition(
-        action=Action.EXPIRE,
-        case_id=case_id,
-        handler=handler,
-        reason=reason,
-        db=db,
-        redis_url=redis,
-        config=config,
-        as_json=as_json,
-    )
+# The workflow commands, in the order of the graph; approve is its own (it takes --review-date).
+for _action, _doc in (
+    (Action.ASSESS, "received -> assessing."),
+    (Action.APPROVE, ""),
+    (Action.DECLINE, "assessing -> declined."),
+    (Action.LIFT, "approved -> lifted: unbar numbers no other active case still bars."),
+    (Action.EXPIRE, "approved -> expired, once the review date has come."),
+):
+    if _action is Action.APPROVE:
+        case_app.command("approve")(case_approve)
+    else:
+        _workflow_command(_action, _doc)
 
 
 @case_app.command("expire-due")

@@ -245,3 +245,15 @@ def test_relay_once_publishes_what_approval_left_pending(
     finally:
         engine.dispose()
     assert [e.action for e in _audit(db_url)][-1] == "disclose"
+
+
+def test_registered_under_upcs() -> None:
+    from upcs.cli import app as upcs_app
+
+    result = CliRunner().invoke(upcs_app, ["hub", "--help"])
+    assert result.exit_code == 0
+    for name in ("init", "case", "audit", "alerts", "relay"):
+        assert name in result.stdout
+    case_help = CliRunner().invoke(upcs_app, ["hub", "case", "--help"]).stdout
+    for name in ("new", "assess", "approve", "decline", "lift", "list", "show"):
+        assert name in case_help

@@ -258,3 +258,26 @@ async def test_redis_killed_and_restarted_mid_run(
     assert any(m.startswith("relay.step_failed") for m in messages)
     assert any(m.startswith("sync.publish_retry") for m in messages)
     await assert_exactly_once(engine, private_redis.url, prefix, tmp_path)
+
+
+@pytest.mark.slow
+def test_relay_daemon_publishes_and_stops_cleanly_on_sigterm(
+    hub: Hub, engine: Engine, db_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    config = _config_file(tmp_path, redis_prefix)
+    argv = hub_cli("relay", "--db", db_url, "--redis", REDIS_URL, "--config", str(config))
+    relay = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _approve(hub, [_drama(500)])  # approved while the daemon runs: it must pick it up
+        deadline = time.monotonic() + 30
+        while _pending(engine):
+            assert relay.poll() is None, relay.stderr.read() if relay.stderr else ""
+            assert time.monotonic() < deadline, "the daemon did not publish"
+            time.sleep(0.05)
+        relay.send_signal(signal.SIGTERM)
+        assert relay.wait(timeout=15) == 0
+    finally:
+        if relay.poll() is None:
+            relay.kill()
+            relay.wait()
+    asyncio.run(assert_exactly_once(engine, REDIS_URL, redis_prefix, tmp_path))
