@@ -18,6 +18,7 @@ from gateway.sip.limits import (
     MAX_CONTENT_LENGTH,
     MAX_CSEQ,
     MAX_FORWARDS_LIMIT,
+    MAX_HEADER_BLOCK_BYTES,
     MAX_HEADERS,
     MAX_MESSAGE_BYTES,
     MAX_VIA_DEPTH,
@@ -238,8 +239,7 @@ class Message:
                 if len(parts) == 1:
                     del self.headers[i]
                 else:
-                    rest = v[v.index(parts[1], len(parts[0])) :] if parts[1] else ""
-                    self.headers[i] = (k, n, rest or ", ".join(parts[1:]))
+                    self.headers[i] = (k, n, ", ".join(parts[1:]))
                 if key == "via":
                     self._vias = None
                 return parts[0]
@@ -268,7 +268,9 @@ def parse_message(data: bytes, *, framed: bool = False) -> Message:
     Content-Length the body is the rest of the datagram.
     """
     if len(data) > MAX_MESSAGE_BYTES:
-        raise SipError(513, f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+        raise SipError(
+            513, f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}", _head_of(data)
+        )
     if data[:2] == b"\r\n":  # CRLFs before the start line are ignored (§7.5)
         data = data.lstrip(b"\r\n")
     end = data.find(b"\r\n\r\n")
@@ -328,6 +330,17 @@ def parse_message(data: bytes, *, framed: bool = False) -> Message:
     msg.body = body
     _check_common(msg, single)
     return msg
+
+
+def _head_of(data: bytes) -> Message | None:
+    """The header block of an oversized message, so the 513 can be addressed (§21.5.14)."""
+    end = data.find(b"\r\n\r\n", 0, MAX_HEADER_BLOCK_BYTES - 4)
+    if end < 0:
+        return None
+    try:
+        return parse_message(data[: end + 4])
+    except SipError as e:  # the body is cut off, so Content-Length disagrees: keep the headers
+        return e.partial
 
 
 def _header_name(raw: str, msg: Message) -> tuple[str, str]:

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 
 from gateway.sip import build
-from gateway.sip.build import MAGIC_COOKIE, branch_material, build_response, keyed_hash
+from gateway.sip.build import MAGIC_COOKIE, branch_material, build_response
 from gateway.sip.config import ProxyConfig
 from gateway.sip.dialogs import Dialog, DialogTable
 from gateway.sip.errors import REASONS, SipError
@@ -33,8 +33,7 @@ from gateway.sip.events import (
     Refused,
     TransactionTimedOut,
 )
-from gateway.sip.headers import parse_name_addr, parse_via
-from gateway.sip.limits import DEFAULT_MAX_FORWARDS
+from gateway.sip.forwarding import Forwarder
 from gateway.sip.message import Message, parse_message
 from gateway.sip.screening import Screen, Screening
 from gateway.sip.transaction import Event as TxEvent
@@ -90,7 +89,9 @@ class ProxyCore(TransactionLayer):
         up_transport, up_host, up_port = config.upstream
         self._up: Dest = (up_transport.lower(), up_host, up_port)
         self._me = f"{format_host(config.local_host)}:{config.local_port}".lower()
-        self._rr = build.record_route_value(config.local_host, config.local_port, self._up[0])
+        self._fwd = Forwarder(
+            self._secret, config.local_host, config.local_port, self._up[0], config.record_route
+        )
 
     # -- the adapter's interface ---------------------------------------------------------
 
@@ -239,7 +240,14 @@ class ProxyCore(TransactionLayer):
             self._respond_new(server, msg, 400, now)
             self._events.append(ParseFailed(400, "headers in Request-URI"))
             return
-        to_us = ruri.is_sip and ruri.user is None
+        # Addressed to the gateway itself: no user part, or our own host and port.
+        to_us = ruri.is_sip and (
+            ruri.user is None
+            or (
+                build.same_host(ruri.host, self.config.local_host)
+                and (ruri.port or 5060) == self.config.local_port
+            )
+        )
         if method == "OPTIONS" and to_us:
             self._options(server, msg, now)
             return
@@ -248,8 +256,8 @@ class ProxyCore(TransactionLayer):
             self._respond_new(server, msg, 483, now)
             return
         # §16.3 step 4: a Via of ours carrying this request's loop hash means it came back.
-        loop = self._loop_hash(msg)
-        if self._looped(msg, loop):
+        loop = self._fwd.loop_hash(msg)
+        if self._fwd.looped(msg, loop):
             self._respond_new(server, msg, 482, now)
             return
         # §16.3 step 5
@@ -332,9 +340,10 @@ class ProxyCore(TransactionLayer):
         if dialog is None or msg.max_forwards == 0:
             return
         dest = dialog.pbx_dest if from_trunk else self._up
-        fwd = msg.copy()
-        self._prepare_forward(fwd, msg, source, self._loop_hash(msg), record_route=False)
-        self._send(fwd, dest)
+        out = msg.copy()
+        loop = self._fwd.loop_hash(msg)
+        self._fwd.prepare(out, msg, source, loop=loop, transport=dest[0], record_route=False)
+        self._send(out, dest)
 
     def _cancel(
         self,
@@ -428,71 +437,6 @@ class ProxyCore(TransactionLayer):
 
     # -- forwarding (§16.6) --------------------------------------------------------------
 
-    def _loop_hash(self, msg: Message) -> str:
-        """§16.6 step 8: what makes a request the same request when it comes back (§16.3 step 4)."""
-        routes = ",".join(msg.values("route"))
-        from_tag = msg.from_().tag or ""
-        to_tag = msg.to().tag or ""
-        preq = msg.get("proxy-require") or ""
-        text = f"{msg.uri}|{from_tag}|{to_tag}|{msg.call_id}|{msg.cseq}|{routes}|{preq}"
-        return keyed_hash(self._secret, text, 6)
-
-    def _looped(self, msg: Message, loop: str) -> bool:
-        if not any(self._me in v.lower() for v in msg.via_values()):
-            return False
-        for value in msg.via_values():
-            try:
-                via = parse_via(value)
-            except SipError:
-                continue
-            branch = via.branch or ""
-            if via.sent_by.lower() == self._me and branch.endswith("." + loop):
-                return True
-        return False
-
-    def _prepare_forward(
-        self,
-        fwd: Message,
-        original: Message,
-        source: tuple[str, int],
-        loop: str,
-        record_route: bool,
-    ) -> str:
-        """Turn the copy into what goes downstream; returns the branch put in our Via."""
-        via = original.top_via()
-        material = branch_material(original, via)
-        branch = f"{MAGIC_COOKIE}{keyed_hash(self._secret, material)}.{loop}"
-        # §18.2.1 / RFC 3581: received and rport on the previous hop's Via.
-        top_value = original.via_values()[0]
-        stamped = build.stamp_via(top_value, via, source)
-        if stamped != top_value:
-            fwd.pop_first_value("via")
-            fwd.prepend("via", "Via", stamped)
-        transport = self._up[0]
-        fwd.prepend(
-            "via",
-            "Via",
-            build.via_value(transport, self.config.local_host, self.config.local_port, branch),
-        )
-        # §16.6 step 3: Max-Forwards, added when missing.
-        mf = original.max_forwards
-        fwd.set("max-forwards", "Max-Forwards", str(DEFAULT_MAX_FORWARDS if mf is None else mf - 1))
-        # §16.4: a Route naming us was for us; loose routing keeps the Request-URI.
-        routes = original.values("route")
-        if routes and self._is_me(routes[0]):
-            fwd.pop_first_value("route")
-        if record_route and self.config.record_route:
-            fwd.prepend("record-route", "Record-Route", self._rr)
-        return branch
-
-    def _is_me(self, route_value: str) -> bool:
-        try:
-            uri = parse_uri(parse_name_addr(route_value, "Route").uri, "Route")
-        except SipError:
-            return False
-        port = uri.port if uri.port is not None else 5060
-        return port == self.config.local_port and build.same_host(uri.host, self.config.local_host)
-
     def _forward(
         self,
         server: Transaction,
@@ -513,8 +457,13 @@ class ProxyCore(TransactionLayer):
             # §16.2 / §16.7 step 5: our own 100 Trying, at once, so the PBX stops retransmitting.
             self._respond(server, msg, 100, now)
         out = msg.copy()
-        fwd_state.branch = self._prepare_forward(
-            out, msg, source, loop, record_route=method in _DIALOG_CREATING and not from_trunk
+        fwd_state.branch = self._fwd.prepare(
+            out,
+            msg,
+            source,
+            loop=loop,
+            transport=dest[0],
+            record_route=method in _DIALOG_CREATING and not from_trunk,
         )
         data = out.render()
         fwd_state.sent = out

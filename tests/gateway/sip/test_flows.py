@@ -569,3 +569,40 @@ def test_ipv4_mapped_pbx_source_is_allowed() -> None:
     h = Harness(config=make_config(allow_from=(ipaddress.ip_network("127.0.0.0/8"),)))
     h.pbx_send(request("OPTIONS", "sip:127.0.0.1"), source=("::ffff:127.0.0.1", PBX[1]))
     assert [o.data[:14] for o in h.elsewhere] == [b"SIP/2.0 200 OK"]
+
+
+def test_options_to_our_host_with_a_user_part_is_answered_not_forwarded() -> None:
+    h = Harness()
+    h.pbx_send(request("OPTIONS", "sip:ping@127.0.0.1:5060"))
+    assert statuses(h.take_pbx()) == [200] and h.to_trunk == []
+
+
+def test_oversized_request_gets_513() -> None:
+    h = Harness()
+    h.pbx_send(request("MESSAGE", ALLOWED_URI, body=b"x" * 70_000), transport="tcp")
+    assert statuses(h.take_pbx()) == [513] and h.to_trunk == []
+
+
+def test_a_barred_request_uri_inside_a_dialog_is_refused() -> None:
+    h = Harness()
+    _establish(h)
+    bad = request(
+        "INFO", BLOCKED_URI, to_tag="trunktag", branch="z9hG4bKi1", cseq=2, extra=(ROUTE_US,)
+    )
+    h.pbx_send(bad)
+    assert statuses(h.take_pbx()) == [403] and h.take_trunk() == []
+    # ...but BYE always goes through: it can only end the call
+    h.pbx_send(request("BYE", BLOCKED_URI, to_tag="trunktag", branch="z9hG4bKb", cseq=3))
+    assert methods(h.take_trunk()) == ["BYE"]
+
+
+def test_in_dialog_request_for_an_unknown_dialog_gets_481() -> None:
+    h = Harness()
+    h.pbx_send(_in_dialog("BYE", 2, "z9hG4bKbye"))
+    assert statuses(h.take_pbx()) == [481] and h.to_trunk == []
+
+
+def test_record_route_can_be_turned_off() -> None:
+    h = Harness(config=make_config(record_route=False))
+    inv = _invite(h)
+    assert inv is not None and inv.get("record-route") is None
