@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.sip import Screened, SipError, parse_message
-from tests.gateway.sip.harness import PBX, TRUNK, Harness
+from tests.gateway.sip.harness import TRUNK, Harness
 
 REPO = Path(__file__).resolve().parents[3]
 TORTURE = REPO.parent / "shared" / "sip-torture"
