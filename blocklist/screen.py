@@ -167,9 +167,9 @@ class _Tables:
     lengths (prefixes, for overdialling) worth looking up because this snapshot has entries of
     that length. Filled lazily; a racing reader computes the same value."""
 
-    __slots__ = ("bitmap", "heads", "never_listed", "present", "snapshot")
+    __slots__ = ("bitmap", "heads", "never_listed", "own", "present", "snapshot")
 
-    def __init__(self, snapshot: ListSnapshot, never_ints: frozenset[int]) -> None:
+    def __init__(self, snapshot: ListSnapshot, never_ints: frozenset[int], own_cc: str) -> None:
         self.snapshot = snapshot
         self.bitmap = snapshot.bitmap
         self.present = snapshot.lengths
@@ -177,19 +177,22 @@ class _Tables:
         # Whether the list (wrongly) carries a never-block number: only then do hits need the
         # extra never-block test.
         self.never_listed = any(n in snapshot.bitmap for n in never_ints)
+        self.own = self.for_cc(own_cc)  # the site's own country, for the fast paths
+
+    def for_cc(self, cc: str) -> tuple[int, tuple[int, ...]]:
+        lengths = _COUNTRY_LENGTHS.get(cc)
+        if not lengths:
+            return _NO_NUMBER
+        totals = tuple(
+            len(cc) + n
+            for n in lengths
+            if len(cc) + n <= E164_MAX_DIGITS and len(cc) + n in self.present
+        )
+        return (len(cc) + lengths[0], totals)
 
     def head(self, head: str) -> tuple[int, tuple[int, ...]]:
         cc = _CC_BY_HEAD.get(head) if len(head) == 3 else None
-        if cc is None:
-            info = _NO_NUMBER
-        else:
-            lengths = _COUNTRY_LENGTHS[cc]
-            totals = tuple(
-                len(cc) + n
-                for n in lengths
-                if len(cc) + n <= E164_MAX_DIGITS and len(cc) + n in self.present
-            )
-            info = (len(cc) + lengths[0], totals)
+        info = _NO_NUMBER if cc is None else self.for_cc(cc)
         self.heads[head] = info
         return info
 
@@ -205,12 +208,14 @@ class Screener:
     __slots__ = (
         "_area",
         "_cc",
+        "_cc_trunk",
         "_holder",
         "_intl",
         "_never",
         "_never_dials",
         "_never_e164",
         "_never_ints",
+        "_never_long",
         "_plan",
         "_prefixes",
         "_tables",
@@ -233,7 +238,10 @@ class Screener:
         self._never_dials = self._never.dials
         self._never_e164 = self._never.e164_digits
         self._never_ints = frozenset(int(d) for d in self._never_e164)
-        self._tables = _Tables(holder.current, self._never_ints)
+        # Fast paths apply only to strings longer than every never-block dial and E.164 entry.
+        self._never_long = max(map(len, (*self._never_dials, *self._never_e164)), default=0)
+        self._cc_trunk = self._cc + self._trunk if self._trunk else ""
+        self._tables = _Tables(holder.current, self._never_ints, self._cc)
 
     @property
     def plan(self) -> DialPlan:
@@ -248,30 +256,60 @@ class Screener:
         if len(dialled) > MAX_DIAL_CHARS or not dialled.isascii():
             # Full-width and other Unicode digits included: a carrier may read them differently.
             return _INVALID
-        # Fast paths: a plain digit string in national form, and plain E.164 -- what a PBX
-        # usually puts in a Request-URI. Each is exactly the general path below specialised to
-        # its one definitive reading (tests check that they agree).
+        # Fast paths for what a PBX usually puts in a Request-URI: national digits (0...), and
+        # E.164 of the site's own country written +CC... or 00CC... Each is exactly the general
+        # path below specialised to its one definitive reading (tests check that they agree).
+        cc = self._cc
         if dialled.isdigit():
             trunk = self._trunk
+            intl = self._intl
             if (
-                trunk
-                and dialled.startswith(trunk)
-                and dialled[0] not in self._prefixes
-                and not dialled.startswith(self._intl)
-                and dialled not in self._never_dials
+                len(dialled) <= self._never_long
+                or dialled[0] in self._prefixes
+                or not trunk
+                or not dialled.startswith(trunk)
             ):
-                candidate = self._cc + dialled[len(trunk) :]
-                if candidate in self._never_e164:
-                    return _ALLOWED
-                return self._lookup((candidate,))
-            return self._check_parsed(None, dialled)
-        if dialled[:1] == "+" and dialled[1:].isdigit():
-            return self._check_parsed("", dialled[1:])
-        # Everything else goes through the strict parser; what it cannot read is invalid.
-        parsed = _parse(dialled)
-        if parsed is None:
+                return self._check_parsed(None, dialled)
+            if dialled.startswith(intl):
+                candidate = dialled[len(intl) :]
+                if not candidate.startswith(cc) or (
+                    self._cc_trunk and candidate.startswith(self._cc_trunk)
+                ):
+                    return self._check_parsed(None, dialled)
+            else:
+                candidate = cc + dialled[len(trunk) :]
+        elif dialled[:1] == "+" and dialled[1:].isdigit():
+            candidate = dialled[1:]
+            if (
+                len(candidate) <= self._never_long
+                or not candidate.startswith(cc)
+                or (self._cc_trunk and candidate.startswith(self._cc_trunk))
+            ):
+                return self._check_parsed("", candidate)
+        else:
+            # Everything else goes through the strict parser; what it cannot read is invalid.
+            parsed = _parse(dialled)
+            if parsed is None:
+                return _INVALID
+            return self._check_parsed(*parsed)
+        # One definitive candidate in the site's own country, longer than any never-block entry.
+        tables = self._tables
+        if tables.snapshot is not self._holder.current:
+            return self._lookup((candidate,))
+        min_total, totals = tables.own
+        size = len(candidate)
+        if size < min_total:
             return _INVALID
-        return self._check_parsed(*parsed)
+        bitmap = tables.bitmap
+        for total in totals:
+            if total > size:
+                break
+            value = int(candidate[:total])
+            if value in bitmap:
+                if tables.never_listed and value in self._never_ints:
+                    continue
+                return _new_result(CheckResult, (_BLOCKED, value))
+        return _ALLOWED
 
     def screen(self, dialled: str) -> str:
         """The verdict as a plain string, the form `gateway.sip` is injected with."""
@@ -332,7 +370,7 @@ class Screener:
         if tables.snapshot is not snap:
             # First check after a swap: one attribute store, so a concurrent reader sees either
             # the old tables or the new ones, each consistent with its own snapshot.
-            tables = _Tables(snap, self._never_ints)
+            tables = _Tables(snap, self._never_ints, self._cc)
             self._tables = tables
         bitmap = tables.bitmap
         heads = tables.heads

@@ -275,12 +275,25 @@ def test_empty_list_still_tells_invalid_from_allowed() -> None:
 
 # The fast path (plain national digits) must agree exactly with the general path it shortcuts.
 @settings(deadline=None, max_examples=300)
-@given(st.text(alphabet="0123456789", min_size=1, max_size=20), st.sampled_from(["20", "", "113"]))
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789", min_size=1, max_size=20),
+        st.builds("".join, st.lists(st.sampled_from(["0", "00", "44", "440", "9", "141", "7700"]))),
+    ).filter(bool),
+    st.sampled_from(["20", "", "113"]),
+)
 def test_fast_path_agrees_with_general_path(digits: str, area: str) -> None:
     plan = DialPlan(area_code=area)
-    s = screener(plan, barred=(*BARRED, "+44" + digits[1:12]) if len(digits) > 9 else BARRED)
+    extra = ("+44" + digits[1:12], "+" + digits[:12]) if len(digits) > 9 else ()
+    barred = tuple(e for e in extra if e[1] != "0" and len(e) > 7)
+    s = screener(plan, barred=(*BARRED, *barred, "+448001111"))
+    spaced = " ".join(digits)
     assert s.check(digits) == s._check_parsed(None, digits)
-    assert s.check(digits) == s.check(" ".join(digits))
+    assert s.check("+" + digits) == s._check_parsed("", digits)
+    assert s.check("00" + digits) == s._check_parsed(None, "00" + digits)
+    if len(spaced) + 2 <= MAX_DIAL_CHARS:
+        assert s.check(digits) == s.check(spaced)
+        assert s.check("+" + digits) == s.check("+ " + spaced)
 
 
 # Any garbage gets a verdict and never an exception (the gateway's fuzz invariant).
