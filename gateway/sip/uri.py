@@ -185,7 +185,13 @@ def _parse_tel(rest: str, text: str, where: str) -> Uri:
 
 
 def _dialish(text: str) -> bool:
-    return bool(text) and all(c in _DIAL_CHARS for c in text) and any(c in _DIGITS for c in text)
+    """Digits, separators and post-dial only, at least one digit, at most one '+'."""
+    return (
+        bool(text)
+        and all(c in _DIAL_CHARS for c in text)
+        and any(c in _DIGITS for c in text)
+        and text.count("+") <= 1
+    )
 
 
 def dial_targets(uri: Uri) -> tuple[str, ...] | None:
