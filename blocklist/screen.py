@@ -143,15 +143,21 @@ def _strip_all(digits: str, prefixes: dict[str, tuple[str, ...]]) -> list[str] |
     return found
 
 
+# First three digits -> (country code, its trunk prefix), for countries that have one.
+_CC_TRUNK_BY_HEAD = {
+    head: (cc, _COUNTRY_TRUNK[cc]) for head, cc in _CC_BY_HEAD.items() if cc in _COUNTRY_TRUNK
+}
+
+
 def _international(number: str, out: list[str]) -> None:
     """Readings of a number written after '+' or '00' (or as one without them): the number itself,
     and without the trunk prefix people write after the country code ("+44 (0)20 ...")."""
     if number not in out:
         out.append(number)
-    cc = _CC_BY_HEAD.get(number[:3])
-    if cc is not None:
-        trunk = _COUNTRY_TRUNK.get(cc)
-        if trunk and number.startswith(trunk, len(cc)):
+    found = _CC_TRUNK_BY_HEAD.get(number[:3])
+    if found is not None:
+        cc, trunk = found
+        if number.startswith(trunk, len(cc)):
             stripped = cc + number[len(cc) + len(trunk) :]
             if stripped not in out:
                 out.append(stripped)
@@ -354,8 +360,13 @@ class Screener:
             else:
                 if area:
                     speculative.append(cc + area + v)
-                _international(v, speculative)
                 speculative.append(cc + v)
+                speculative.append(v)  # international without '+' or '00' ...
+                head_trunk = _CC_TRUNK_BY_HEAD.get(v[:3])
+                if head_trunk is not None and v.startswith(head_trunk[1], len(head_trunk[0])):
+                    # ... with the trunk after the country code ("44 (0)20 ...")
+                    code, code_trunk = head_trunk
+                    speculative.append(code + v[len(code) + len(code_trunk) :])
         if not never_e164.isdisjoint(candidates):
             return _ALLOWED
         # Definitive readings first: a hit is usually found by the first lookup.
