@@ -14,7 +14,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -85,9 +85,12 @@ async def _resolve(host: str) -> str:
     return str(infos[0][4][0])
 
 
-def _timer_kwargs(timers: Mapping[str, float]) -> dict[str, Any]:
-    known = ("t1_s", "t2_s", "t4_s", "timer_c_s")
-    return {k: float(timers[k]) for k in known if k in timers}
+def _core_kwargs(s: GatewaySettings) -> dict[str, Any]:
+    """Settings passed to the core only when set, so its own defaults stay the defaults."""
+    out: dict[str, Any] = {k: float(v) for k, v in s.timers_s.items()}
+    if s.max_transactions is not None:
+        out["max_transactions"] = s.max_transactions
+    return out
 
 
 @dataclass
@@ -272,9 +275,8 @@ class Gateway:
             refusal_status=s.refusal_status,
             refusal_reason=s.refusal_reason,
             record_route=s.record_route,
-            max_transactions=s.max_transactions,
             retry_after_s=s.retry_after_s,
-            **_timer_kwargs(s.timers_s),
+            **_core_kwargs(s),
         )
         core = ProxyCore(config, self._screen)
         self._driver = CoreDriver(

@@ -31,10 +31,6 @@ DEFAULT_ALLOW_FROM: tuple[Network, ...] = (
 DEFAULT_DRAIN_TIMEOUT_S = 32.0
 # RFC 3261 §20.33: how long a refused PBX should wait before retrying; a restart takes seconds.
 DEFAULT_RETRY_AFTER_S = 5
-# Above this many transactions in flight the gateway sheds new INVITEs with 503 + Retry-After
-# instead of collapsing: 2,000 calls/s held for ~8 s of ringing needs ~16,000 INVITE and ~16,000
-# non-INVITE transactions; 50,000 leaves headroom while bounding memory (~ a few KiB each).
-DEFAULT_MAX_TRANSACTIONS = 50_000
 
 
 @dataclass(frozen=True)
@@ -53,7 +49,10 @@ class GatewaySettings:
     max_list_age_s: float | None = None  # /readyz fails when the list is older; None = no limit
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     retry_after_s: int = DEFAULT_RETRY_AFTER_S
-    max_transactions: int = DEFAULT_MAX_TRANSACTIONS
+    # Overload control: beyond this many transactions new requests get 503 + Retry-After;
+    # None keeps the core's own limit (gateway/sip/limits.py MAX_TRANSACTIONS, sized for 2,000
+    # calls/s with completed transactions lingering 64*T1).
+    max_transactions: int | None = None
     allow_empty: bool = False
     advertise_host: str | None = None  # Via / Record-Route host when listening on a wildcard
     redis_url: str | None = None

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from gateway.transport.endpoint import Endpoint
 
@@ -56,8 +56,8 @@ class _Connection(asyncio.Protocol):
         self.last_active = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, hence a cast, not an isinstance.
+        self.transport = transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1]))
         self.last_active = asyncio.get_running_loop().time()
