@@ -19,7 +19,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from hub.audit import AuditAction, record
@@ -60,8 +60,6 @@ class DatabaseError(RuntimeError):
 def redact_url(url: str) -> str:
     """The URL without its password, for messages."""
     try:
-        from sqlalchemy.engine import make_url
-
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable database URL>"
@@ -70,11 +68,16 @@ def redact_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     """An engine for `url` with the hub's per-backend settings."""
     try:
-        if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
             _sqlite_setup(engine)
             return engine
-        return create_engine(url, pool_pre_ping=True)
+        if parsed.drivername == "postgresql":
+            # The driver upcs installs (the `postgres` extra) is psycopg 3, not SQLAlchemy's
+            # default psycopg2, so a plain postgresql:// URL works as operators expect.
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True)
     except (ArgumentError, ImportError) as exc:
         raise DatabaseError(f"cannot use database {redact_url(url)}: {exc}") from None
 

@@ -37,6 +37,14 @@ def test_init_is_idempotent_and_checked(db_url: str) -> None:
         eng.dispose()
 
 
+def test_plain_postgresql_url_uses_psycopg3() -> None:
+    eng = make_engine("postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        assert eng.dialect.driver == "psycopg"
+    finally:
+        eng.dispose()
+
+
 def test_bad_url_is_a_clear_error() -> None:
     with pytest.raises(DatabaseError, match="cannot use database"):
         make_engine("nosuchdb://user:secret@host/x")
