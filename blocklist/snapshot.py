@@ -99,8 +99,8 @@ class ListSnapshot:
     @classmethod
     def from_numbers(cls, numbers: Iterable[int], version: int) -> ListSnapshot:
         bitmap = BitMap64(numbers)
-        bad = [n for n in (bitmap.min(), bitmap.max()) if bitmap and not _plausible(n)]
-        if bad:
+        # Entries are sorted, so the smallest and largest bound every entry's digit count.
+        if bitmap and not (_plausible(bitmap.min()) and _plausible(bitmap.max())):
             raise SnapshotError(f"an entry is not a {_DIGITS_RANGE} digit E.164 number")
         bitmap.run_optimize()
         bitmap.shrink_to_fit()

@@ -59,6 +59,16 @@ def test_with_changes_refuses_a_version_that_does_not_follow() -> None:
             snap.with_changes([B], [], version)
 
 
+def test_empty_lists_build_from_any_constructor() -> None:
+    for snap in (
+        ListSnapshot.from_numbers([], 3),
+        ListSnapshot.from_e164([], 3),
+        ListSnapshot.from_numbers([A], 2).with_changes([], [A], 3),
+    ):
+        assert len(snap) == 0 and snap.version == 3
+        assert snap.checksum == ListSnapshot.empty().checksum
+
+
 def test_implausible_entries_are_refused() -> None:
     for bad in (12345, 10**15, 0):
         with pytest.raises(SnapshotError):
