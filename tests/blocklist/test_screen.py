@@ -279,7 +279,9 @@ def test_empty_list_still_tells_invalid_from_allowed() -> None:
     st.one_of(
         st.text(alphabet="0123456789", min_size=1, max_size=20),
         st.builds("".join, st.lists(st.sampled_from(["0", "00", "44", "440", "9", "141", "7700"]))),
-    ).filter(bool),
+    )
+    .map(lambda d: d[:40])  # every form below stays within MAX_DIAL_CHARS
+    .filter(bool),
     st.sampled_from(["20", "", "113"]),
 )
 def test_fast_path_agrees_with_general_path(digits: str, area: str) -> None:
