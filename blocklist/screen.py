@@ -163,6 +163,12 @@ def _international(number: str, out: list[str]) -> None:
                 out.append(stripped)
 
 
+# Candidates are pre-screened by their first digits: a few range counts on the bitmap per
+# five-digit head, cached per snapshot, replace most lookups of speculative readings. The cache
+# is bounded (every head, 10**5, fits) and starts afresh with each snapshot.
+_NEAR_DIGITS = 5
+_MAX_NEARS = 10**_NEAR_DIGITS
+
 # The table entry for a head that names no country code: no candidate is ever long enough.
 _NO_NUMBER: tuple[int, tuple[int, ...]] = (sys.maxsize, ())
 
@@ -173,13 +179,14 @@ class _Tables:
     lengths (prefixes, for overdialling) worth looking up because this snapshot has entries of
     that length. Filled lazily; a racing reader computes the same value."""
 
-    __slots__ = ("bitmap", "heads", "never_listed", "own", "present", "snapshot")
+    __slots__ = ("bitmap", "heads", "nears", "never_listed", "own", "present", "snapshot")
 
     def __init__(self, snapshot: ListSnapshot, never_ints: frozenset[int], own_cc: str) -> None:
         self.snapshot = snapshot
         self.bitmap = snapshot.bitmap
         self.present = snapshot.lengths
         self.heads: dict[str, tuple[int, tuple[int, ...]]] = {}
+        self.nears: dict[str, tuple[int, ...]] = {}
         # Whether the list (wrongly) carries a never-block number: only then do hits need the
         # extra never-block test.
         self.never_listed = any(n in snapshot.bitmap for n in never_ints)
@@ -195,6 +202,20 @@ class _Tables:
             if len(cc) + n <= E164_MAX_DIGITS and len(cc) + n in self.present
         )
         return (len(cc) + lengths[0], totals)
+
+    def near(self, near: str, totals: tuple[int, ...]) -> tuple[int, ...]:
+        """The candidate lengths at which the list has entries starting with `near`."""
+        base = int(near)
+        found = tuple(
+            total
+            for total in totals
+            if self.bitmap.range_cardinality(
+                base * 10 ** (total - len(near)), (base + 1) * 10 ** (total - len(near))
+            )
+        )
+        if len(self.nears) < _MAX_NEARS:
+            self.nears[near] = found
+        return found
 
     def head(self, head: str) -> tuple[int, tuple[int, ...]]:
         cc = _CC_BY_HEAD.get(head) if len(head) == 3 else None
@@ -385,6 +406,7 @@ class Screener:
             self._tables = tables
         bitmap = tables.bitmap
         heads = tables.heads
+        nears = tables.nears
         usable = False
         for c in candidates:
             head = c[:3]
@@ -395,7 +417,13 @@ class Screener:
             if size < info[0]:
                 continue
             usable = True
-            for total in info[1]:
+            # Only lengths at which the list has entries starting with these five digits: most
+            # speculative readings ("020 9...", "+90 7...") fall where no number is barred.
+            near = c[:_NEAR_DIGITS]
+            totals = nears.get(near)
+            if totals is None:
+                totals = tables.near(near, info[1])
+            for total in totals:
                 if total > size:
                     break
                 value = int(c[:total])

@@ -267,6 +267,18 @@ def test_swap_is_seen_by_the_next_check() -> None:
     assert s.check("07700900123").verdict is Verdict.ALLOWED
 
 
+def test_per_snapshot_caches_never_hide_a_new_bar() -> None:
+    # Screening caches which number heads a snapshot holds; a swap must start afresh.
+    holder = ListHolder(ListSnapshot.from_e164([MOBILE], 1))
+    s = Screener(DialPlan(), holder)
+    dials = ["79460123", "9 7946 0123", "+44 20 7946 0123", "020 7946 0123", "2079460123"]
+    assert all(s.check(d).verdict is Verdict.ALLOWED for d in dials)
+    holder.swap(holder.current.with_changes([int(LONDON[1:])], [], 2))
+    assert all(s.check(d).matched_e164 == LONDON for d in dials)
+    holder.swap(holder.current.with_changes([], [int(LONDON[1:])], 3))
+    assert all(s.check(d).verdict is Verdict.ALLOWED for d in dials)
+
+
 def test_empty_list_still_tells_invalid_from_allowed() -> None:
     s = Screener(DialPlan(), ListHolder(ListSnapshot.empty()))
     assert s.check("07700900123").verdict is Verdict.ALLOWED
