@@ -11,6 +11,7 @@ from blocklist.screen import CheckResult, Screener, Verdict
 from blocklist.snapshot import ListSnapshot, SnapshotError, e164_to_int, int_to_e164
 from blocklist.snapshotfile import (
     SnapshotFileError,
+    read_refs,
     read_snapshot,
     read_snapshot_bytes,
     snapshot_to_bytes,
@@ -33,6 +34,7 @@ __all__ = [
     "canonicalise",
     "e164_to_int",
     "int_to_e164",
+    "read_refs",
     "read_snapshot",
     "read_snapshot_bytes",
     "snapshot_to_bytes",
