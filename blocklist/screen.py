@@ -243,6 +243,8 @@ class Screener:
         "_never_e164",
         "_never_ints",
         "_never_long",
+        "_outside_line",
+        "_outside_line_alone",
         "_plan",
         "_prefixes",
         "_tables",
@@ -261,6 +263,11 @@ class Screener:
             if p:
                 by_first.setdefault(p[0], []).append(p)
         self._prefixes = {k: tuple(v) for k, v in by_first.items()}
+        self._outside_line = plan.outside_line
+        # True when no other dial prefix starts with the outside line's first digit.
+        self._outside_line_alone = bool(plan.outside_line) and self._prefixes.get(
+            plan.outside_line[0]
+        ) == (plan.outside_line,)
         self._never = NeverBlock(plan.country_code, plan.trunk_prefix, plan.never_block_extra)
         self._never_dials = self._never.dials
         self._never_e164 = self._never.e164_digits
@@ -357,14 +364,22 @@ class Screener:
             if not never_e164.isdisjoint(candidates):
                 return _ALLOWED
             return self._lookup(candidates)
-        variants: list[str] | tuple[str]
-        if digits[0] in self._prefixes:
-            found = _strip_all(digits, self._prefixes)
+        variants: list[str] | tuple[str, ...]
+        prefixes = self._prefixes
+        if digits[0] not in prefixes:
+            variants = (digits,)
+        elif (
+            self._outside_line_alone
+            and digits.startswith(self._outside_line)
+            and digits[len(self._outside_line) : len(self._outside_line) + 1] not in prefixes
+        ):
+            # The commonest stack, the outside line alone: _strip_all's result without the search.
+            variants = (digits, digits[len(self._outside_line) :])
+        else:
+            found = _strip_all(digits, prefixes)
             if found is None:
                 return _INVALID
             variants = found
-        else:
-            variants = (digits,)
         if not self._never_dials.isdisjoint(variants):
             return _ALLOWED  # rule 1: never-block first
         intl, trunk, cc, area = self._intl, self._trunk, self._cc, self._area
