@@ -52,11 +52,17 @@ def branch_material(msg: Message, via: Via) -> str:
 
 def same_host(a: str, b: str) -> bool:
     """Compare two hosts as addresses when both are IP literals, else case-insensitively."""
-    a, b = a.strip("[]"), b.strip("[]")
+    if a == b:
+        return True
+    a, b = a.strip("[]").lower(), b.strip("[]").lower()
+    if a == b:
+        return True
+    if ":" not in a and ":" not in b:
+        return False  # two different IPv4 dotted quads or names: no other spelling is equal
     try:
         return ipaddress.ip_address(a) == ipaddress.ip_address(b)
     except ValueError:
-        return a.lower() == b.lower()
+        return False
 
 
 def stamp_via(value: str, via: Via, source: tuple[str, int]) -> str:

@@ -6,6 +6,7 @@ Via and the From/To tags it uses and nothing else. Malformed values raise `SipEr
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -36,6 +37,13 @@ _VIA_RE = re.compile(
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:[ \t]*:[ \t]*([0-9]+))?[ \t]*(;.*)?\Z",
     re.S,
 )
+
+
+# Parameter names checked once at import: the common ones skip the token regex.
+_KNOWN_NAMES = frozenset(
+    {"branch", "rport", "received", "tag", "lr", "transport", "user", "maddr", "ttl", "q",
+     "expires", "method", "ext", "phone-context", "ob", "alias"}
+)  # fmt: skip
 
 
 def _quoted_end(s: str, start: int) -> int:
@@ -91,9 +99,10 @@ def parse_params(text: str, where: str) -> Params:
     out: list[tuple[str, str | None]] = []
     for piece in pieces:
         name, eq, value = piece.partition("=")
-        name = name.strip(" \t")
-        if not _TOKEN_RE.match(name):
-            raise SipError(400, f"{where}: bad parameter name")
+        if name not in _KNOWN_NAMES:
+            name = name.strip(" \t")
+            if not _TOKEN_RE.match(name):
+                raise SipError(400, f"{where}: bad parameter name")
         if not eq:
             out.append((name.lower(), None))
             continue
@@ -149,6 +158,7 @@ class NameAddr:
         return _param(self.params, "tag")
 
 
+@functools.lru_cache(maxsize=4096)  # Contact, Route, P-Asserted-Identity values repeat
 def parse_name_addr(value: str, where: str) -> NameAddr:
     """Parse `( name-addr / addr-spec ) *( SEMI param )` (§25.1 from-spec, contact-param, ...)."""
     s = value.strip(" \t")
@@ -206,7 +216,24 @@ class Via:
 
 def parse_via(value: str) -> Via:
     """Parse one Via value (after list splitting); LWS is allowed inside sent-protocol (§25.1)."""
-    m = _VIA_RE.match(value.strip(" \t"))
+    value = value.strip(" \t")
+    if value.startswith("SIP/2.0/"):
+        # Fast path for the usual compact form "SIP/2.0/UDP host:port;params".
+        head, semi, rest = value.partition(";")
+        transport, sp, hostport = head[8:].partition(" ")
+        if (
+            sp
+            and hostport
+            and _TOKEN_RE.match(transport)
+            and " " not in hostport
+            and "\t" not in hostport
+        ):
+            host, port = parse_host(hostport, "Via")
+            params = parse_params(";" + rest, "Via") if semi else ()
+            if _param(params, "branch") == "":
+                raise SipError(400, "Via: empty branch")
+            return Via(transport.upper(), host, port, params)
+    m = _VIA_RE.match(value)
     if m is None:
         raise SipError(400, "Via: malformed")
     transport, host, port_text, params_text = m.groups()

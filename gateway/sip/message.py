@@ -79,6 +79,7 @@ class Message:
     __slots__ = (
         "_from",
         "_to",
+        "_top",
         "_vias",
         "body",
         "call_id",
@@ -113,6 +114,7 @@ class Message:
         self.cseq_method = ""
         self.max_forwards: int | None = None
         self._vias: list[str] | None = None
+        self._top: Via | None = None
         self._from: NameAddr | None = None
         self._to: NameAddr | None = None
 
@@ -168,13 +170,17 @@ class Message:
         return self._vias
 
     def top_via(self) -> Via:
+        """The first Via, parsed once (every transaction decision starts from it)."""
+        if self._top is not None:
+            return self._top
         vias = self.via_values()
         if not vias:
             raise SipError(400, "no Via", self)
         try:
-            return parse_via(vias[0])
+            self._top = parse_via(vias[0])
         except SipError as e:
             raise SipError(e.status, e.reason, self) from None
+        return self._top
 
     def from_(self) -> NameAddr:
         if self._from is None:
@@ -200,7 +206,8 @@ class Message:
         try:
             self.from_()
             self.to()
-            for value in self.via_values():
+            self.top_via()
+            for value in self.via_values()[1:]:
                 parse_via(value)
             for value in self.values("contact"):
                 if value == "*" and self.method == "REGISTER":
@@ -219,6 +226,7 @@ class Message:
         self.headers.insert(0, (key, name, value))
         if key == "via":
             self._vias = None
+            self._top = None
 
     def set(self, key: str, name: str, value: str) -> None:
         """Replace the first header with this name, or append one."""
@@ -242,6 +250,7 @@ class Message:
                     self.headers[i] = (k, n, ", ".join(parts[1:]))
                 if key == "via":
                     self._vias = None
+                    self._top = None
                 return parts[0]
         return None
 

@@ -50,7 +50,10 @@ _DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 # In-dialog requests that can only end or complete something: never screened again.
 _ENDING = frozenset({"BYE", "ACK", "CANCEL"})
 _ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK"
-_SUPPORTED_PROXY_REQUIRE: frozenset[str] = frozenset()  # we implement no proxy extensions
+_SUPPORTED_PROXY_REQUIRE: frozenset[str] = frozenset()
+# Source addresses whose allow_from answer is remembered; a flood of spoofed sources only
+# empties the cache, it cannot grow it.
+_SOURCE_CACHE_MAX = 4096  # we implement no proxy extensions
 
 
 @dataclass(slots=True, eq=False)
@@ -84,6 +87,7 @@ class ProxyCore(TransactionLayer):
         self.config = config
         self._dialogs = DialogTable(config.max_dialogs)
         self._screening = Screening(screen, self._events)
+        self._allowed_cache: dict[str, bool] = {}
         self._draining = False
         self._drain_retry_s = 0
         up_transport, up_host, up_port = config.upstream
@@ -150,13 +154,21 @@ class ProxyCore(TransactionLayer):
         return source[1] == port and build.same_host(source[0], host)
 
     def _is_allowed(self, host: str) -> bool:
+        """Whether a source address is inside allow_from (answers cached per address)."""
+        known = self._allowed_cache.get(host)
+        if known is not None:
+            return known
         try:
             addr = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
             return False
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
-        return any(addr in net for net in self.config.allow_from)
+        ok = any(addr in net for net in self.config.allow_from)
+        if len(self._allowed_cache) >= _SOURCE_CACHE_MAX:
+            self._allowed_cache.clear()
+        self._allowed_cache[host] = ok
+        return ok
 
     # -- parse failures ------------------------------------------------------------------
 

@@ -108,7 +108,7 @@ class TransactionLayer:
             ev = TxEvent.SEND_FINAL
         if not server.accepts(ev):
             return
-        tag = self._tag("|".join(server.key))
+        tag = self._tag("|".join(server.key)) if status > 100 else None
         resp = build_response(request, status, reason or REASONS.get(status, "Error"), tag, extra)
         data = resp.render()
         server.response = data

@@ -11,6 +11,7 @@ unknown user parameter or a phone-context that is not a global number prefix.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -90,6 +91,12 @@ def unescape(text: str) -> str | None:
         return None
 
 
+# Parsed URIs and host:port pairs are immutable and repeat across calls (the same PBX Contact,
+# the same dialled numbers, our own Route): remember the last few thousand.
+_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def parse_host(hostport: str, where: str) -> tuple[str, int | None]:
     """Split and check `host[:port]` (RFC 3261 §25.1 hostport; IPv6 references per RFC 5118)."""
     if hostport.startswith("["):
@@ -110,11 +117,8 @@ def parse_host(hostport: str, where: str) -> tuple[str, int | None]:
         host, sep, port_text = hostport.partition(":")
         if not _HOSTNAME_RE.match(host):
             raise SipError(400, f"{where}: bad host")
-        if _IPV4_RE.match(host):
-            try:
-                ipaddress.IPv4Address(host)
-            except ValueError:
-                raise SipError(400, f"{where}: bad IPv4 address") from None
+        if _IPV4_RE.match(host) and any(int(octet) > 255 for octet in host.split(".")):
+            raise SipError(400, f"{where}: bad IPv4 address")
         if not sep:
             return host, None
     if not _PORT_RE.match(port_text) or int(port_text) > 65535:
@@ -137,6 +141,7 @@ def _params(parts: list[str], where: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def parse_uri(text: str, where: str = "URI") -> Uri:
     """Parse one URI; raises SipError(400) when a sip/sips/tel URI breaks the grammar."""
     if len(text) > MAX_URI_CHARS:
