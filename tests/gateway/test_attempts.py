@@ -39,7 +39,7 @@ async def test_attempts_written_with_the_agreed_fields() -> None:
     await reporter.flush(5.0)
     check = aioredis.Redis(host="127.0.0.1", port=6379, decode_responses=True)
     try:
-        entries = await check.xrange(f"{prefix}:attempts")
+        entries = await check.xrange(f"{prefix}:attempts") or []
         assert [e[1] for e in entries] == [
             {
                 "site": "hmp-test",
