@@ -69,6 +69,7 @@ class _Forward:
     cancel_pending: bool = False
     cancelled: bool = False
     timer_c: float | None = None
+    c_token: list[_Forward | None] | None = None  # what the timer heap holds for Timer C
     dialog: Dialog | None = None
     from_trunk: bool = False
 
@@ -138,10 +139,12 @@ class ProxyCore(TransactionLayer):
             self._parse_failed(e, transport, source, allowed_source, msg)
 
     def _on_timer(self, obj: object, now: float) -> None:
-        if isinstance(obj, _Forward):
-            self._timer_c(obj, now)
-        elif isinstance(obj, Dialog) and not self._dialogs.expire(obj, now):
-            self._schedule(obj.expires, obj)
+        if isinstance(obj, list):  # a Timer C token
+            fwd = obj[0]
+            if isinstance(fwd, _Forward):
+                self._timer_c(fwd, now)
+        elif obj is self._dialogs:
+            self._dialogs.expire(now)
 
     def _pass_up(self, tx: Transaction, msg: Message, now: float) -> None:
         if isinstance(tx.context, _Forward):
@@ -315,9 +318,10 @@ class ProxyCore(TransactionLayer):
             if from_tag:
                 # An early dialog lives as long as Timer C could keep its INVITE alive.
                 until = now + self.config.timer_c_s + 64 * self.config.t1_s
-                dialog = self._dialogs.open(msg.call_id, from_tag, server.dest, targets, until)
-                if dialog is not None:
-                    self._schedule(dialog.expires, dialog)
+                dialog, wake = self._dialogs.open(
+                    msg.call_id, from_tag, server.dest, targets, until
+                )
+                self._wake_dialogs(wake)
         self._forward(server, msg, self._up, loop=loop, now=now, dialog=dialog, source=source)
 
     def _server_retransmission(self, tx: Transaction, msg: Message, now: float) -> None:
@@ -367,12 +371,13 @@ class ProxyCore(TransactionLayer):
     ) -> None:
         """CANCEL (§16.10): 200 to it, 487 to the INVITE, CANCEL on to the trunk after a 1xx."""
         invite_tx = self._server.get((material, "INVITE", source[0]))
-        if invite_tx is None or not isinstance(invite_tx.context, _Forward):
+        if invite_tx is None:
             self._respond_new(server, msg, 481, now)
             return
+        # §9.2: a CANCEL for a transaction we hold gets 200 even when it changes nothing.
         self._respond_new(server, msg, 200, now)
         fwd = invite_tx.context
-        if fwd.cancelled:
+        if not isinstance(fwd, _Forward) or fwd.cancelled:
             return
         fwd.cancelled = True
         if invite_tx.state is State.PROCEEDING:
@@ -420,7 +425,7 @@ class ProxyCore(TransactionLayer):
             else:
                 self._respond_new(server, msg, 481, now)
             return
-        dialog.expires = max(dialog.expires, now + self.config.dialog_idle_s)
+        self._wake_dialogs(self._dialogs.touch(dialog, now + self.config.dialog_idle_s))
         if method == "INVITE" and not self._screening.again(dialog.targets, msg, "INVITE"):
             self._refuse(server, msg, "screen", now)
             return
@@ -488,8 +493,7 @@ class ProxyCore(TransactionLayer):
         self._emit(data, dest, method, None)
         self._arm(client)
         if method == "INVITE":
-            fwd_state.timer_c = now + self.config.timer_c_s
-            self._schedule(fwd_state.timer_c, fwd_state)
+            self._arm_timer_c(fwd_state, now)
 
     # -- responses from downstream (§16.7) -----------------------------------------------
 
@@ -536,10 +540,9 @@ class ProxyCore(TransactionLayer):
                 fwd.cancel_pending = False
                 self._send_cancel(fwd, now)
             if fwd.timer_c is not None:  # §16.6 step 11: a provisional resets Timer C
-                fwd.timer_c = now + self.config.timer_c_s
-                self._schedule(fwd.timer_c, fwd)
+                self._arm_timer_c(fwd, now)
         if status >= 200:
-            fwd.timer_c = None
+            self._stop_timer_c(fwd)
         if 300 <= status < 400 and not fwd.from_trunk:
             msg = self._screen_redirect(fwd, msg)
             status = msg.status
@@ -583,8 +586,7 @@ class ProxyCore(TransactionLayer):
             dialog.remote_tags.add(tag)
             if status >= 200:
                 dialog.confirmed = True
-                dialog.expires = max(dialog.expires, now + self.config.dialog_idle_s)
-                self._schedule(dialog.expires, dialog)
+                self._wake_dialogs(self._dialogs.touch(dialog, now + self.config.dialog_idle_s))
         elif status >= 300 and not dialog.confirmed:
             self._dialogs.close(dialog)
 
@@ -623,16 +625,35 @@ class ProxyCore(TransactionLayer):
         method = fwd.request.method or ""
         timer = "B" if tx.kind is Kind.INVITE_CLIENT else "F"
         self._events.append(TransactionTimedOut(fwd.request.call_id, method, timer))
-        fwd.timer_c = None
+        self._stop_timer_c(fwd)
         self._respond(fwd.server, fwd.request, 487 if fwd.cancelled else 408, now)
         if fwd.dialog is not None and not fwd.dialog.confirmed:
             self._dialogs.close(fwd.dialog)
+
+    def _wake_dialogs(self, when: float | None) -> None:
+        if when is not None:
+            self._schedule(when, self._dialogs)
+
+    def _arm_timer_c(self, fwd: _Forward, now: float) -> None:
+        """(Re)start Timer C. The heap holds a small token, not the call, so a call that
+        ends early is not kept alive for three minutes by its stale heap entry."""
+        self._stop_timer_c(fwd)
+        fwd.timer_c = now + self.config.timer_c_s
+        fwd.c_token = [fwd]
+        self._schedule(fwd.timer_c, fwd.c_token)
+
+    @staticmethod
+    def _stop_timer_c(fwd: _Forward) -> None:
+        fwd.timer_c = None
+        if fwd.c_token:
+            fwd.c_token[0] = None
+        fwd.c_token = None
 
     def _timer_c(self, fwd: _Forward, now: float) -> None:
         """§16.8: Timer C fired: CANCEL what is ringing, and the caller hears 408."""
         if fwd.timer_c is None or fwd.timer_c > now:
             return  # reset or finished since this entry was scheduled
-        fwd.timer_c = None
+        self._stop_timer_c(fwd)
         client = fwd.client
         if client is None or client.state not in (State.CALLING, State.PROCEEDING):
             return
@@ -641,9 +662,7 @@ class ProxyCore(TransactionLayer):
             self._send_cancel(fwd, now)
         else:
             # Nothing answered at all: stop retransmitting, as if a 408 came (§16.8).
-            client.deadlines.clear()
-            client.state = State.TERMINATED
-            self._run(client, (), now)
+            self._run(client, client.handle(TxEvent.ABANDON, now), now)
         self._respond(fwd.server, fwd.request, 408, now)
 
     def _send_cancel(self, fwd: _Forward, now: float) -> None:

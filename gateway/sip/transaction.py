@@ -59,6 +59,7 @@ class Event(enum.Enum):
     TIMER_L = "L"
     TIMER_M = "M"
     TRANSPORT_ERROR = "transport-error"
+    ABANDON = "abandon"  # the proxy gives up before any response (Timer C, §16.8)
 
 
 TIMER_NAMES = ("A", "B", "D", "E", "F", "G", "H", "I", "J", "K", "L", "M")
@@ -91,6 +92,7 @@ TRANSITIONS: dict[tuple[Kind, State, Event], tuple[State, tuple[str, ...]]] = {
     (_K.INVITE_CLIENT, _S.COMPLETED, _E.RECV_2XX): (_S.COMPLETED, ("pass_up",)),
     (_K.INVITE_CLIENT, _S.COMPLETED, _E.TIMER_D): (_S.TERMINATED, ("stop_all",)),
     (_K.INVITE_CLIENT, _S.CALLING, _E.TRANSPORT_ERROR): (_S.TERMINATED, ("stop_all", "timeout")),
+    (_K.INVITE_CLIENT, _S.CALLING, _E.ABANDON): (_S.TERMINATED, ("stop_all",)),
     (_K.INVITE_CLIENT, _S.PROCEEDING, _E.TRANSPORT_ERROR):
         (_S.TERMINATED, ("stop_all", "timeout")),
     # -- non-INVITE client (§17.1.2, Figure 6) -------------------------------------------

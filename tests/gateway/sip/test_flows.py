@@ -606,3 +606,52 @@ def test_record_route_can_be_turned_off() -> None:
     h = Harness(config=make_config(record_route=False))
     inv = _invite(h)
     assert inv is not None and inv.get("record-route") is None
+
+
+def test_cancel_of_a_refused_invite_gets_200_and_changes_nothing() -> None:
+    h = Harness()
+    _invite(h, BLOCKED_URI)
+    h.pbx_send(request("CANCEL", BLOCKED_URI, cseq_method="CANCEL"))
+    assert statuses(h.take_pbx()) == [403, 200] and h.to_trunk == []
+
+
+def test_idle_dialog_expires_and_the_trunk_can_no_longer_use_it() -> None:
+    h = Harness(config=make_config(dialog_idle_s=600.0))
+    _establish(h)
+    h.advance(300)
+    h.trunk_send(_from_trunk("INFO", 1, "z9hG4bKt1"))  # in time: passes, and refreshes
+    assert methods(h.take_pbx()) == ["INFO"]
+    h.advance(615)
+    assert statuses(h.take_trunk()) == [408]  # the PBX never answered that INFO (Timer F)
+    h.trunk_send(_from_trunk("INFO", 2, "z9hG4bKt2"))
+    assert statuses(h.take_trunk()) == [403]
+
+
+def test_state_is_released_after_calls_end() -> None:
+    h = Harness()
+    for i in range(50):
+        inv = _invite(h, call_id=f"c{i}", branch=f"z9hG4bKc{i}", from_tag=f"t{i}")
+        assert inv is not None
+        h.trunk_send(response_to(inv, 200))
+        h.pbx_send(request("ACK", "sip:callee@192.0.2.50", call_id=f"c{i}", from_tag=f"t{i}",
+                           to_tag="trunktag", branch=f"z9hG4bKa{i}", extra=(ROUTE_US,)))  # fmt: skip
+        h.pbx_send(request("BYE", "sip:callee@192.0.2.50", call_id=f"c{i}", from_tag=f"t{i}",
+                           to_tag="trunktag", branch=f"z9hG4bKb{i}", cseq=2, extra=(ROUTE_US,)))  # fmt: skip
+        bye = [m for m in h.take_trunk() if m.method == "BYE"][0]
+        h.trunk_send(response_to(bye, 200))
+    assert len(h.core._dialogs) == 0
+    h.advance(200)
+    assert h.core.active_transactions == 0
+    # Timer C tokens of finished calls no longer point at the calls
+    assert all(not (isinstance(o, list) and o[0] is not None) for _, _, o in h.core._heap)
+
+
+def test_timer_c_shorter_than_b_with_no_answer_gives_408_and_stops_retransmitting() -> None:
+    h = Harness(config=make_config(timer_c_s=10.0))
+    assert _invite(h) is not None
+    h.take_pbx()
+    h.advance(10.5)
+    assert statuses(h.take_pbx())[0] == 408
+    h.take_trunk()
+    h.advance(30)
+    assert methods(h.take_trunk()) == []
