@@ -40,7 +40,7 @@ READY_TIMEOUT_S = 180.0  # Kamailio loads 1M rows in ~5 s (anchor); generous for
 PROBE_INTERVAL_S = 0.02  # 20 ms between OPTIONS probes: load-time resolution
 STOP_GRACE_S = 10.0  # SIGTERM grace before SIGKILL; Kamailio ignores TERM while loading
 KAM_SHM_MB = 1024  # SQLite-loaded 1M htable used 180 MB shm in the anchor; db_text peaks 868
-KAM_PKG_MB = 64
+KAM_PKG_MB = 256  # db_sqlite has no fetch: the whole 1M-row result sits in pkg memory while loading
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024  # net.core.rmem_max on this box; see the anchor's notes
 
 
@@ -193,10 +193,11 @@ class Proxy:
         deadline = t0 + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-2000:]
+                lines = self.log_path.read_text(errors="replace").strip().splitlines()
+                last = lines[-1].strip() if lines else "no output"
                 raise ProxyStartError(
-                    f"{self.label} exited with {self.proc.returncode} during start-up; "
-                    f"log {self.log_path}:\n{tail}"
+                    f"{self.label} exited with {self.proc.returncode} during start-up "
+                    f"({last[:200]}); log {self.log_path}"
                 )
             if options_probe(self.listen_port, timeout_s=PROBE_INTERVAL_S):
                 self.load_s = round(time.monotonic() - t0, 3)

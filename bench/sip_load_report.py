@@ -36,7 +36,15 @@ _CATEGORIES = (
 )
 
 
+# py-spy without --native charges native time to the innermost Python frame: for these frames
+# that is the event loop's C code (epoll, socket syscalls, callback dispatch), not Python.
+_LOOP_FRAMES = ("Runner.run (asyncio/runners.py)", "run_forever (", "run_until_complete (")
+LOOP_NATIVE = "event loop native code (epoll, socket syscalls, dispatch)"
+
+
 def _category(frame: str) -> str:
+    if frame.startswith(_LOOP_FRAMES):
+        return LOOP_NATIVE
     for needle, name in _CATEGORIES:
         if needle in frame:
             return name
@@ -46,7 +54,7 @@ def _category(frame: str) -> str:
 def summarise_pyspy(path: Path, top: int = 15) -> dict[str, Any]:
     """Self and inclusive sample shares per function from `py-spy record --format raw`."""
     self_c: Counter[str] = Counter()
-    incl_c: Counter[str] = Counter()
+    proj_c: Counter[str] = Counter()  # inclusive, project frames only (not the CLI wrappers)
     cat_c: Counter[str] = Counter()
     total = 0
     for line in path.read_text(errors="replace").splitlines():
@@ -63,8 +71,6 @@ def summarise_pyspy(path: Path, top: int = 15) -> dict[str, Any]:
             continue
         total += n
         self_c[frames[-1]] += n
-        for f in set(frames):
-            incl_c[f] += n
         # the innermost project/loop frame decides where the sample's time is charged
         cat = "other (stdlib, interpreter, C code)"
         for f in reversed(frames):
@@ -73,6 +79,9 @@ def summarise_pyspy(path: Path, top: int = 15) -> dict[str, Any]:
                 cat = c
                 break
         cat_c[cat] += n
+        for f in set(frames):
+            if "gateway/" in f or "blocklist/" in f:
+                proj_c[f] += n
 
     def share(c: Counter[str]) -> list[tuple[str, float]]:
         return [(k, round(100.0 * v / total, 1)) for k, v in c.most_common(top)] if total else []
@@ -80,7 +89,7 @@ def summarise_pyspy(path: Path, top: int = 15) -> dict[str, Any]:
     return {
         "samples": total,
         "self": share(self_c),
-        "inclusive": share(incl_c),
+        "inclusive": share(proj_c),
         "by_area": share(cat_c),
     }
 
@@ -156,7 +165,7 @@ def render(r: dict[str, Any]) -> str:
             txt += f" ({s['note']})"
         return txt
 
-    row("max calls/s, 30 s, 0 failed (passed twice)", maxrate, ANCHOR["max_cps"])
+    row(f"max calls/s, {meta['main_s']:.0f} s, 0 failed (passed twice)", maxrate, ANCHOR["max_cps"])
     row("ratio to Kamailio, same RR", lambda c: _f(c.get("ratio_to_kamailio"), 2))
     row(
         "proxy CPU per call at the max (µs)",
@@ -277,6 +286,31 @@ def render(r: dict[str, Any]) -> str:
             )
     w("")
 
+    w("## Proxy CPU per call (µs), passing steps, by offered rate\n")
+    w(
+        "CPU time (utime + stime from /proc) of all the proxy's processes during the step, divided "
+        "by the calls completed: what each proxy spends per call, independent of sipp.\n"
+    )
+    per: dict[str, dict[int, list[float]]] = {}
+    for lb in order:
+        c = cfgs.get(lb) or {}
+        all_steps = [c.get("latency_step") or {}, *((c.get("search") or {}).get("steps", []))]
+        for s in all_steps:
+            if s.get("pass") and s.get("proxy_cpu_us_per_call") is not None:
+                per.setdefault(lb, {}).setdefault(s["target_cps"], []).append(
+                    float(s["proxy_cpu_us_per_call"])
+                )
+    rates = sorted({rt for d in per.values() for rt in d})
+    w("| offered calls/s | " + " | ".join(order) + " |")
+    w("|---|" + "---|" * len(order))
+    for rt in rates:
+        cells = []
+        for lb in order:
+            v = per.get(lb, {}).get(rt)
+            cells.append(f"{sum(v) / len(v):,.0f}" if v else "")
+        w(f"| {rt:,} | " + " | ".join(cells) + " |")
+    w("")
+
     prof = r.get("profile")
     w("## Where upcs's time goes\n")
     if prof and prof.get("summary", {}).get("samples"):
@@ -294,7 +328,7 @@ def render(r: dict[str, Any]) -> str:
         w("|---|---|")
         for k, v in sm["self"]:
             w(f"| `{k}` | {v} |")
-        w("\n| function (inclusive) | % |")
+        w("\n| project function (inclusive: itself and what it calls) | % |")
         w("|---|---|")
         for k, v in sm["inclusive"]:
             w(f"| `{k}` | {v} |")
