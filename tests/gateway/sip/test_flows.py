@@ -633,12 +633,13 @@ def test_state_is_released_after_calls_end() -> None:
         inv = _invite(h, call_id=f"c{i}", branch=f"z9hG4bKc{i}", from_tag=f"t{i}")
         assert inv is not None
         h.trunk_send(response_to(inv, 200))
-        dialog = {"call_id": f"c{i}", "from_tag": f"t{i}", "to_tag": "trunktag"}
-        target = "sip:callee@192.0.2.50"
-        h.pbx_send(request("ACK", target, branch=f"z9hG4bKa{i}", extra=(ROUTE_US,), **dialog))
-        h.pbx_send(
-            request("BYE", target, branch=f"z9hG4bKb{i}", cseq=2, extra=(ROUTE_US,), **dialog)
-        )
+        for method, cseq in (("ACK", 1), ("BYE", 2)):
+            h.pbx_send(
+                request(
+                    method, "sip:callee@192.0.2.50", call_id=f"c{i}", from_tag=f"t{i}",
+                    to_tag="trunktag", branch=f"z9hG4bK{method}{i}", cseq=cseq, extra=(ROUTE_US,),
+                )
+            )  # fmt: skip
         bye = next(m for m in h.take_trunk() if m.method == "BYE")
         h.trunk_send(response_to(bye, 200))
     assert len(h.core._dialogs) == 0
