@@ -8,19 +8,27 @@ call path never pays for them.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 __all__ = [
     "KNOWN_METHODS",
     "SCREEN_LATENCY_BUCKETS_S",
+    "FastHistogram",
     "FollowerStatusLike",
     "GatewayMetrics",
+    "HotCounter",
     "ListView",
     "method_label",
 ]
@@ -38,7 +46,12 @@ KNOWN_METHODS = frozenset(
 SCREEN_LATENCY_BUCKETS_S = (
     1e-6, 2e-6, 3e-6, 5e-6, 7.5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 1e-3, 1e-2,
 )  # fmt: skip
-_MIN_STATUS, _MAX_STATUS = 100, 699  # RFC 3261 §7.2: status codes are 1xx-6xx
+_MIN_STATUS, _MAX_STATUS = 100, 699
+VERDICTS = ("allowed", "blocked", "invalid")
+# Refusal reasons the core names (gateway/sip/events.py Refused.why); others count as "other".
+REFUSAL_REASONS = frozenset(
+    {"screen", "allow_from", "trunk_unsolicited", "draining", "overload", "register"}
+)  # RFC 3261 §7.2: status codes are 1xx-6xx
 
 
 def method_label(method: str | None) -> str:
@@ -149,42 +162,178 @@ class _ScrapeCollector(Collector):
         )  # fmt: skip
 
 
+class HotCounter:
+    """A labelled counter for the event loop's hot path: a plain dict of ints, no lock.
+
+    The gateway counts from one thread (its event loop), so prometheus_client's per-sample lock
+    and label validation (~1-3 µs each, several per message) buy nothing here. Keys are the raw
+    values; `normalise` maps them to label values at scrape time. New keys beyond `max_keys` are
+    counted under `overflow_key` so a peer inventing methods cannot grow memory.
+    """
+
+    __slots__ = ("counts", "doc", "labelnames", "max_keys", "name", "normalise", "overflow_key")
+
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        labelnames: tuple[str, ...],
+        normalise: Callable[[tuple[Any, ...]], tuple[str, ...]],
+        max_keys: int = 1024,
+    ) -> None:
+        self.name = name
+        self.doc = doc
+        self.labelnames = labelnames
+        self.normalise = normalise
+        self.max_keys = max_keys
+        self.overflow_key: tuple[Any, ...] = ("other",) * len(labelnames)
+        self.counts: dict[tuple[Any, ...], int] = {}
+
+    def inc(self, key: tuple[Any, ...]) -> None:
+        counts = self.counts
+        if key in counts:
+            counts[key] += 1
+        elif len(counts) < self.max_keys:
+            counts[key] = 1
+        else:
+            counts[self.overflow_key] = counts.get(self.overflow_key, 0) + 1
+
+    def value(self, **labels: str) -> int:
+        """Sum over samples whose labels include `labels` (for tests and the demo)."""
+        total = 0
+        for key, n in self.counts.items():
+            got = dict(zip(self.labelnames, self.normalise(key), strict=True))
+            if all(got.get(k) == v for k, v in labels.items()):
+                total += n
+        return total
+
+    def family(self) -> CounterMetricFamily:
+        merged: dict[tuple[str, ...], int] = {}
+        for key, n in self.counts.items():
+            labels = self.normalise(key) if key != self.overflow_key else key
+            merged[labels] = merged.get(labels, 0) + n
+        fam = CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
+        for labels, n in sorted(merged.items()):
+            fam.add_metric(labels, n)
+        return fam
+
+
+class FastHistogram:
+    """A histogram for the hot path (one bisect and two additions per observation, no lock)."""
+
+    __slots__ = ("bounds", "counts", "doc", "name", "total")
+
+    def __init__(self, name: str, doc: str, bounds: tuple[float, ...]) -> None:
+        self.name = name
+        self.doc = doc
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # last: above every bound (+Inf)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def family(self) -> HistogramMetricFamily:
+        buckets: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += n
+            # repr() of these bounds is what prometheus_client writes for `le` ("1e-06", "0.01").
+            buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+        return HistogramMetricFamily(self.name, self.doc, buckets=buckets, sum_value=self.total)
+
+
+def _verdict_method(key: tuple[Any, ...]) -> tuple[str, ...]:
+    verdict, method = key
+    return (verdict if verdict in VERDICTS else "invalid", method_label(method))
+
+
+def _transport_method_status(key: tuple[Any, ...]) -> tuple[str, ...]:
+    transport, method, status = key
+    return (transport if transport in ("udp", "tcp") else "other", method_label(method),
+            status_label(status))  # fmt: skip
+
+
+def _method_status(key: tuple[Any, ...]) -> tuple[str, ...]:
+    return (method_label(key[0]), status_label(key[1]))
+
+
+def _why_status(key: tuple[Any, ...]) -> tuple[str, ...]:
+    why, status = key
+    return (why if why in REFUSAL_REASONS else "other", status_label(status))
+
+
+def _status(key: tuple[Any, ...]) -> tuple[str, ...]:
+    return (status_label(key[0]),)
+
+
+def _timer(key: tuple[Any, ...]) -> tuple[str, ...]:
+    return (key[0] if key[0] in ("B", "C", "F") else "other",)
+
+
+class _HotCollector(Collector):
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._m
+        for counter in m.hot_counters:
+            yield counter.family()
+        yield m.screen_latency.family()
+
+
 class GatewayMetrics:
-    """All gateway metrics on one private registry; label children cached for the hot path."""
+    """All gateway metrics on one private registry.
+
+    Per-message metrics are `HotCounter`/`FastHistogram` (exported by a collector at scrape
+    time); rare events use prometheus_client's own types.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.calls_screened = Counter(
+        self.calls_screened = HotCounter(
             "upcs_calls_screened", "Requests screened, by verdict and method.",
-            ["verdict", "method"], registry=r,
+            ("verdict", "method"), _verdict_method,
         )  # fmt: skip
-        self.messages_in = Counter(
+        for verdict in VERDICTS:  # visible at 0 before the first call
+            self.calls_screened.counts[(verdict, "INVITE")] = 0
+        self.messages_in = HotCounter(
             "upcs_sip_messages_received", "SIP messages received (method for requests, "
-            "status for responses).", ["transport", "method", "status"], registry=r,
+            "status for responses).", ("transport", "method", "status"), _transport_method_status,
         )  # fmt: skip
-        self.messages_out = Counter(
-            "upcs_sip_messages_sent", "SIP messages sent.", ["method", "status"], registry=r
+        self.messages_out = HotCounter(
+            "upcs_sip_messages_sent", "SIP messages sent.", ("method", "status"), _method_status
         )
-        self.parse_errors = Counter(
+        self.parse_errors = HotCounter(
             "upcs_sip_parse_errors", "Messages that could not be parsed, by answer status "
-            "(empty: dropped unanswered).", ["status"], registry=r,
+            "(empty: dropped unanswered).", ("status",), _status,
         )  # fmt: skip
-        self.refused = Counter(
+        self.refused = HotCounter(
             "upcs_sip_refused", "Requests refused by the gateway, by reason and status.",
-            ["why", "status"], registry=r,
+            ("why", "status"), _why_status,
         )  # fmt: skip
-        self.timeouts = Counter(
+        self.timeouts = HotCounter(
             "upcs_sip_transaction_timeouts", "Transactions ended by a timer (B, C or F).",
-            ["timer"], registry=r,
+            ("timer",), _timer,
         )  # fmt: skip
+        self.hot_counters = (
+            self.calls_screened, self.messages_in, self.messages_out, self.parse_errors,
+            self.refused, self.timeouts,
+        )  # fmt: skip
+        self.screen_latency = FastHistogram(
+            "upcs_screen_latency_seconds", "Time to screen one dial string.",
+            SCREEN_LATENCY_BUCKETS_S,
+        )  # fmt: skip
+        r.register(_HotCollector(self))
         self.active_transactions = Gauge(
             "upcs_sip_active_transactions", "Transactions held by the proxy core.", registry=r
         )
-        self.screen_latency = Histogram(
-            "upcs_screen_latency_seconds", "Time to screen one dial string.",
-            buckets=SCREEN_LATENCY_BUCKETS_S, registry=r,
-        )  # fmt: skip
         self.overload_shed = Counter(
             "upcs_overload_shed", "New INVITEs answered 503 because the gateway was overloaded.",
             registry=r,
@@ -205,11 +354,6 @@ class GatewayMetrics:
         )  # fmt: skip
         self.ready = Gauge("upcs_ready", "1 while /readyz answers 200.", registry=r)
         self.draining = Gauge("upcs_draining", "1 once a graceful shutdown began.", registry=r)
-        for verdict in ("allowed", "blocked", "invalid"):  # visible at 0 before the first call
-            self.calls_screened.labels(verdict, "INVITE")
-        self._in: dict[tuple[str, str | None, int | None], Counter] = {}
-        self._out: dict[tuple[str | None, int | None], Counter] = {}
-        self._screened: dict[tuple[str, str], Counter] = {}
 
     def add_scrape_collector(
         self,
@@ -217,36 +361,6 @@ class GatewayMetrics:
         follower: Callable[[], FollowerStatusLike | None],
     ) -> None:
         self.registry.register(_ScrapeCollector(list_view, follower))
-
-    # -- hot path: cached label children ------------------------------------------------------
-
-    def message_in(self, transport: str, method: str | None, status: int | None) -> None:
-        key = (transport, method, status)
-        child = self._in.get(key)
-        if child is None:
-            child = self.messages_in.labels(transport, method_label(method), status_label(status))
-            if len(self._in) < 1024:  # bounded: labels are already bounded, this is belt and braces
-                self._in[key] = child
-        child.inc()
-
-    def message_out(self, method: str | None, status: int | None) -> None:
-        key = (method, status)
-        child = self._out.get(key)
-        if child is None:
-            child = self.messages_out.labels(method_label(method), status_label(status))
-            if len(self._out) < 1024:
-                self._out[key] = child
-        child.inc()
-
-    def screened(self, verdict: str, method: str) -> None:
-        key = (verdict, method)
-        child = self._screened.get(key)
-        if child is None:
-            v = verdict if verdict in ("allowed", "blocked", "invalid") else "invalid"
-            child = self.calls_screened.labels(v, method_label(method))
-            if len(self._screened) < 256:
-                self._screened[key] = child
-        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -81,13 +81,13 @@ class EventObserver:
         m = self._metrics
         for ev in events:
             if isinstance(ev, MessageReceived):
-                m.message_in(ev.transport, ev.method, ev.status)
+                m.messages_in.inc((ev.transport, ev.method, ev.status))
             elif isinstance(ev, MessageSent):
-                m.message_out(ev.method, ev.status)
+                m.messages_out.inc((ev.method, ev.status))
             elif isinstance(ev, Screened):
                 self._screened(ev)
             elif isinstance(ev, Refused):
-                m.refused.labels(ev.why, str(ev.status)).inc()
+                m.refused.inc((ev.why, ev.status))
                 if ev.why == "overload":
                     m.overload_shed.inc()
                 level = logging.DEBUG if ev.why == "screen" else logging.INFO
@@ -96,18 +96,18 @@ class EventObserver:
                     call_id=ev.call_id, method=ev.method, status=ev.status, why=ev.why,
                 )  # fmt: skip
             elif isinstance(ev, TransactionTimedOut):
-                m.timeouts.labels(ev.timer if ev.timer in ("B", "C", "F") else "other").inc()
+                m.timeouts.inc((ev.timer,))
                 log_event(
                     _log, logging.INFO, "sip_timeout",
                     call_id=ev.call_id, method=ev.method, timer=ev.timer,
                 )  # fmt: skip
             elif isinstance(ev, ParseFailed):
-                m.parse_errors.labels("" if ev.status is None else str(ev.status)).inc()
+                m.parse_errors.inc((ev.status,))
                 log_event(_log, logging.DEBUG, "sip_parse_failed", status=ev.status)
         self._screen.clear()
 
     def _screened(self, ev: Screened) -> None:
-        self._metrics.screened(ev.verdict, ev.method)
+        self._metrics.calls_screened.inc((ev.verdict, ev.method))
         matched = self._screen.take_match(ev.dialled)
         if ev.verdict == "allowed":
             if _log.isEnabledFor(logging.DEBUG):
@@ -117,10 +117,11 @@ class EventObserver:
                 )  # fmt: skip
             return
         # Blocked and invalid look the same to the caller (safety invariant 3) but not to ops.
-        log_event(
-            _log, logging.INFO, "call_screened", call_id=ev.call_id, method=ev.method,
-            verdict=ev.verdict, dialled_tag=self._tag(ev.dialled),
-        )  # fmt: skip
+        if _log.isEnabledFor(logging.INFO):
+            log_event(
+                _log, logging.INFO, "call_screened", call_id=ev.call_id, method=ev.method,
+                verdict=ev.verdict, dialled_tag=self._tag(ev.dialled),
+            )  # fmt: skip
         if ev.verdict == "blocked" and matched is not None and self._reporter is not None:
             self._reporter.report(
                 Attempt(
