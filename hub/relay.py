@@ -15,6 +15,7 @@ never overtake the 'add' it follows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -163,18 +164,22 @@ Step = Callable[[], Awaitable[int]]
 async def run_loop(
     steps: Sequence[Step],
     config: RelayConfig | None = None,
-    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    stop: asyncio.Event | None = None,
     rng: random.Random | None = None,
 ) -> None:
-    """Run `steps` (e.g. Relay.publish_pending, AttemptPuller.pull) until cancelled.
+    """Run `steps` (e.g. Relay.publish_pending, AttemptPuller.pull) until `stop` is set (checked
+    between cycles and during every wait) or the task is cancelled.
 
     A failing step (Redis down, database busy) is logged by class only (messages could in
     principle carry data) and retried after a jittered backoff; cancellation always propagates.
+    Stopping by event is the normal path: it never interrupts a publish between Redis's
+    acknowledgement and the row being marked (that window is safe anyway, but quieter this way).
     """
     config = config or RelayConfig()
     rng = rng or random.Random()
+    stop = stop or asyncio.Event()
     failures = 0
-    while True:
+    while not stop.is_set():
         try:
             busy = 0
             for step in steps:
@@ -191,7 +196,13 @@ async def run_loop(
                 failures,
                 wait,
             )
-            await sleep(wait)
+            await _pause(stop, wait)
             continue
         if not busy:
-            await sleep(config.poll_interval_s)
+            await _pause(stop, config.poll_interval_s)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep `seconds`, or less if `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -645,7 +645,7 @@ def relay_cmd(
                 if once:
                     counts.extend([await step() for step in steps])
                     return 0
-                await _until_signalled(run_loop(steps, RelayConfig()))
+                await _until_signalled(lambda stop: run_loop(steps, RelayConfig(), stop))
                 return 0
 
             try:
@@ -659,16 +659,25 @@ def relay_cmd(
             typer.echo(f"relay: {counts[0]} outbox rows published{pulled}")
 
 
-async def _until_signalled(loop_coro: Awaitable[None]) -> None:
-    """Run until SIGTERM or SIGINT, then cancel cleanly (STYLE.md rule 8)."""
-    task = asyncio.ensure_future(loop_coro)
+async def _until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run until SIGTERM or SIGINT (STYLE.md rule 8): the first signal asks the loop to stop
+    after the step in hand; a second one cancels it outright."""
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(run(stop))
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            task.cancel()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await task
     except asyncio.CancelledError:
-        log.info("relay.stopped")
+        pass
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+    log.info("relay.stopped")
