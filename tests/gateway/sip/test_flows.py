@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from gateway.sip import Message, Refused, Screened, TransactionTimedOut
+from gateway.sip import parse_message as parse_message_
 from tests.gateway.sip.harness import (
     GW,
     PBX,
@@ -448,9 +449,7 @@ def test_sources_outside_allow_from_get_the_refusal() -> None:
     assert out.dest == ("198.51.100.7", 5060)
     refused = Harness()
     _invite(refused, BLOCKED_URI)
-    from gateway.sip import parse_message
-
-    assert _shape(parse_message(out.data)) == _shape(refused.take_pbx()[0])
+    assert _shape(parse_message_(out.data)) == _shape(refused.take_pbx()[0])
     assert _refusals(h) == ["allow_from"]
     assert h.screened == []
 
@@ -658,3 +657,25 @@ def test_timer_c_shorter_than_b_with_no_answer_gives_408_and_stops_retransmittin
     h.take_trunk()
     h.advance(30)
     assert methods(h.take_trunk()) == []
+
+
+def test_ipv6_pbx_gateway_and_trunk() -> None:
+    trunk = ("2001:db8::50", 5060)
+    h = Harness(
+        config=make_config(
+            upstream=("udp", trunk[0], trunk[1]),
+            local_host="::1",
+            allow_from=(ipaddress.ip_network("::1/128"),),
+        )
+    )
+    pbx = ("::1", 5070)
+    h.core.receive(
+        request("INVITE", "sip:07700900123@[::1]:5060", via_host="[::1]:5070"), "udp", pbx, h.now
+    )
+    out = h.core.outgoing()
+    assert [o.dest for o in out] == [pbx, trunk]
+    inv = parse_message_(out[1].data)
+    assert inv.top_via().host == "[::1]" and inv.get("record-route") == "<sip:[::1]:5060;lr>"
+    h.core.receive(response_to(inv, 200), "udp", trunk, h.now)
+    [ok] = h.core.outgoing()
+    assert ok.dest == pbx and ok.data.startswith(b"SIP/2.0 200")
