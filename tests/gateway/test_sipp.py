@@ -214,3 +214,65 @@ def test_retransmitted_invite_screened_and_forwarded_once(
     assert gateway.value("upcs_calls_screened_total", verdict=verdict) - screened == 2
     if verdict == "blocked":
         assert _forwarded_invites(gateway) == forwarded
+
+
+def test_two_workers_share_the_port_and_complete_every_call(tmp_path: Path) -> None:
+    """`--workers 2`: SO_REUSEPORT spreads callers over two processes; answers and in-dialog
+    requests come back to the worker holding the call through its private Via port."""
+    need_binary("sipp", "sip-tester")
+    snap = tmp_path / "list.snap"
+    write_demo_snapshot(snap)
+    (tmp_path / "upcs.toml").write_text("[gateway]\ndrain_timeout_s = 1\n", encoding="utf-8")
+    sip_port, trunk_port, metrics_port = free_port(), free_port(), free_port(socket.SOCK_STREAM)
+    while metrics_port + 1 in (sip_port, trunk_port):
+        metrics_port = free_port(socket.SOCK_STREAM)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from upcs.cli import main; main()", "gateway", "run",
+         "--snapshot", str(snap), "--listen", f"udp:127.0.0.1:{sip_port}",
+         "--upstream", f"udp:127.0.0.1:{trunk_port}", "--metrics", f"127.0.0.1:{metrics_port}",
+         "--workers", "2", "--log-level", "warning", "--config", str(tmp_path / "upcs.toml")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    gw = Running("udp", sip_port, trunk_port, metrics_port, tmp_path, proc)
+    try:
+        deadline = time.monotonic() + 20
+        for port in (metrics_port, metrics_port + 1):  # worker i serves metrics on port + i
+            while True:
+                assert proc.poll() is None, proc.communicate()
+                try:
+                    if http_get(f"http://127.0.0.1:{port}/readyz", timeout=0.5)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, "workers never became ready"
+                time.sleep(0.1)
+        uas = _uas(gw, "trunk_answer.xml", 100)
+        err = tmp_path / "uac.err"
+        uac = subprocess.run(
+            ["sipp", f"127.0.0.1:{sip_port}", "-sf", str(SCENARIOS / "pbx_call.xml"),
+             "-s", "07700900999", "-i", "127.0.0.1", "-p", str(free_port()),
+             "-t", "un", "-max_socket", "200",  # one socket per call, so the hash spreads them
+             "-m", "100", "-r", "50", "-nostdin", "-timeout", f"{SIPP_TIMEOUT_S}s",
+             "-timeout_error", "-trace_err", "-error_file", str(err)],
+            cwd=tmp_path, capture_output=True, text=True, timeout=SIPP_TIMEOUT_S + 10,
+            check=False,
+        )  # fmt: skip
+        assert uac.returncode == 0, err.read_text() if err.exists() else uac.stdout[-2000:]
+        _finish(uas)
+        per_worker = [
+            metric_value(
+                http_get(f"http://127.0.0.1:{port}/metrics")[1],
+                "upcs_calls_screened_total", verdict="allowed",
+            )
+            for port in (metrics_port, metrics_port + 1)
+        ]  # fmt: skip
+        assert sum(per_worker) == 100
+        assert all(n > 0 for n in per_worker), per_worker
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0
