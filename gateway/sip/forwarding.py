@@ -66,6 +66,19 @@ class Forwarder:
         port = uri.port if uri.port is not None else 5060
         return port == self._port and build.same_host(uri.host, self._host)
 
+    def _is_our_record_route(self, ruri: str) -> bool:
+        try:
+            uri = parse_uri(ruri, "Request-URI")
+        except SipError:
+            return False
+        port = uri.port if uri.port is not None else 5060
+        return (
+            uri.is_sip
+            and uri.user is None
+            and port == self._port
+            and build.same_host(uri.host, self._host)
+        )
+
     def prepare(
         self,
         out: Message,
@@ -93,6 +106,15 @@ class Forwarder:
         routes = original.values("route")
         if routes and self.is_me(routes[0]):
             out.pop_first_value("route")
+            routes = routes[1:]
+        elif routes and self._is_our_record_route(original.uri):
+            # The previous hop was a strict router (RFC 2543): it put our Record-Route in the
+            # Request-URI; the real target is the last Route value (§16.4, §16.12).
+            last = parse_name_addr(routes[-1], "Route")
+            out.uri = last.uri
+            out.remove("route")
+            for value in routes[:-1]:
+                out.headers.append(("route", "Route", value))
         # §16.6 step 4: Record-Route so in-dialog requests (re-INVITE, REFER, BYE) come back.
         if record_route and self.record_route:
             out.prepend("record-route", "Record-Route", self._rr)

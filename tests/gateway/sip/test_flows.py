@@ -679,3 +679,17 @@ def test_ipv6_pbx_gateway_and_trunk() -> None:
     h.core.receive(response_to(inv, 200), "udp", trunk, h.now)
     [ok] = h.core.outgoing()
     assert ok.dest == pbx and ok.data.startswith(b"SIP/2.0 200")
+
+
+def test_strict_routed_request_gets_its_uri_back_from_the_last_route() -> None:
+    # §16.4: an RFC 2543 strict router puts our Record-Route in the Request-URI.
+    h = Harness()
+    _establish(h)
+    h.pbx_send(
+        request(
+            "BYE", "sip:127.0.0.1:5060;lr", to_tag="trunktag", branch="z9hG4bKs", cseq=2,
+            extra=("Route: <sip:callee@192.0.2.50:5060>",),
+        )
+    )  # fmt: skip
+    [bye] = h.take_trunk()
+    assert bye.uri == "sip:callee@192.0.2.50:5060" and bye.get("route") is None
