@@ -101,6 +101,14 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
+def _driver_message(exc: SQLAlchemyError) -> str:
+    """The driver's own first line (e.g. "connection refused"), never SQLAlchemy's rendering,
+    which appends the statement and its parameters (secrets, contact details)."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig).strip().splitlines()[0] if orig is not None and str(orig).strip() else ""
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
+
+
 def lock_bars(conn: Connection) -> None:
     """Serialise every transaction that reads and changes bar counts or writes the outbox.
 
@@ -145,7 +153,8 @@ def migrate(engine: Engine, *, actor: str = "upcs hub init") -> tuple[str | None
                 detail={"from": before, "to": after},
             )
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot migrate {redact_url(str(engine.url))}: {exc}") from None
+        url = redact_url(str(engine.url))
+        raise DatabaseError(f"cannot migrate {url}: {_driver_message(exc)}") from None
     return before, after or ""
 
 
@@ -158,7 +167,7 @@ def check_current(engine: Engine) -> None:
             current = MigrationContext.configure(conn).get_current_revision()
             conn.rollback()
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot open hub database {url}: {exc.__class__.__name__}") from None
+        raise DatabaseError(f"cannot open hub database {url}: {_driver_message(exc)}") from None
     if current is None:
         raise DatabaseError(f"hub database {url} is not initialised: run `upcs hub init`")
     if current != head:

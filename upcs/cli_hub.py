@@ -108,7 +108,7 @@ def _errors() -> Iterator[None]:
         _die(str(exc))
     except SQLAlchemyError as exc:
         # Driver messages can quote statement parameters (contact details): name the class only.
-        _die(f"database error ({exc.__class__.__name__}); nothing was changed")
+        _die(f"database error ({exc.__class__.__name__}); the command did not complete")
 
 
 def _die(message: str) -> None:
@@ -356,7 +356,7 @@ def _publish_now(engine: Engine, cfg: UpcsConfig, redis_url: str | None) -> str:
 
     try:
         asyncio.run(_with_redis(url, body))
-    except (sync.PublishError, sync.SyncError, RedisError, OSError) as exc:
+    except (sync.PublishError, sync.SyncError, RedisError, OSError, SQLAlchemyError) as exc:
         typer.echo(
             f"upcs hub: not published yet ({exc.__class__.__name__}); the change is safe in the "
             "outbox: run `upcs hub relay` to publish it",
