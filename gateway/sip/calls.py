@@ -172,9 +172,9 @@ class CallLayer(TransactionLayer):
         if 300 <= status < 400 and not fwd.from_trunk:
             msg = self._screen_redirect(fwd, msg)
             status = msg.status
-        if status == 503:  # §16.7 step 6: a 503 from downstream is not passed on as a 503
-            msg.status, msg.reason = 500, REASONS[500]
         out = msg.copy()
+        if status == 503:  # §16.7 step 6: a 503 from downstream is not passed on as a 503
+            out.status, out.reason, status = 500, REASONS[500], 500
         out.pop_first_value("via")
         if not out.via_values():
             return

@@ -45,6 +45,7 @@ _SUPPORTED_PROXY_REQUIRE: frozenset[str] = frozenset()  # we implement no proxy 
 # Source addresses whose allow_from answer is remembered; a flood of spoofed sources only
 # empties the cache, it cannot grow it.
 _SOURCE_CACHE_MAX = 4096
+_CRLF = (10, 13)
 
 
 class ProxyCore(CallLayer):
@@ -70,7 +71,7 @@ class ProxyCore(CallLayer):
     def receive(self, data: bytes, transport: str, source: tuple[str, int], now: float) -> None:
         """Feed one datagram (UDP) or one framed message (TCP, from `StreamFramer`)."""
         transport = transport.lower()
-        if not data.strip(b"\r\n"):
+        if not data or (data[0] in _CRLF and not data.strip(b"\r\n")):
             return  # CRLF keep-alive (RFC 5626 §3.5.1)
         from_trunk = self._is_trunk(source)
         allowed_source = from_trunk or self._is_allowed(source[0])

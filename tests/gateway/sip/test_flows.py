@@ -693,3 +693,18 @@ def test_strict_routed_request_gets_its_uri_back_from_the_last_route() -> None:
     )  # fmt: skip
     [bye] = h.take_trunk()
     assert bye.uri == "sip:callee@192.0.2.50:5060" and bye.get("route") is None
+
+
+def test_503_from_the_trunk_reaches_the_pbx_as_500() -> None:
+    h = Harness()
+    inv = _invite(h)
+    assert inv is not None
+    h.trunk_send(response_to(inv, 503, reason="Service Unavailable"))
+    assert statuses(h.take_pbx()) == [100, 500]
+
+
+def test_crlf_keepalive_is_ignored() -> None:
+    h = Harness()
+    h.pbx_send(b"\r\n\r\n")
+    h.pbx_send(b"")
+    assert h.raw == [] and h.all_events == []
