@@ -88,6 +88,8 @@ class Hub:
 
     def create_case(self, request: CaseRequest, *, handler: str, reason: str) -> int:
         """Store a checked request as a new case in state `received`; its id."""
+        _need_text(handler, "handler")
+        _need_text(reason, "reason")
         now = self.clock()
         with self.engine.begin() as conn:
             result = conn.execute(

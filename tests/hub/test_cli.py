@@ -152,6 +152,12 @@ def test_runtime_errors_exit_1(cli: Cli, tmp_path: Path) -> None:
     case_id = cli.new(make_request())
     err = cli("case", "lift", str(case_id), "--reason", "r", code=1).stderr
     assert "cannot lift a case that is received; allowed from received: assess" in err
+    cli("case", "assess", str(case_id), "--reason", "r")
+    cli("case", "approve", str(case_id), "--reason", "r", "--review-date", "2099-01-31")
+    err = cli("case", "expire", str(case_id), "--reason", "r", code=1).stderr
+    assert "review date is 2099-01-31, not yet come" in err
+    err = cli("case", "approve", "1", "--reason", "r", "--review-date", "31/01/2099", code=1)
+    assert "YYYY-MM-DD" in err.stderr
     fresh = Cli(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path)
     assert "run `upcs hub init`" in fresh("case", "list", code=1).stderr
 
