@@ -175,14 +175,20 @@ def run_step(proxy: Proxy, data: DataSet, spec: StepSpec, root: Path) -> dict[st
     buf = ["-buff_size", str(SOCKET_BUFFER_BYTES)]
     common = ["-i", "127.0.0.1", "-nostdin", *buf, "-trace_stat", "-fd", "1", "-trace_screen"]
     common += ["-trace_err"]
-    uas_cmd = ["sipp", "-sf", str(SCENARIOS / "uas_answer.xml"), "-p", str(proxy.uas_port)]
-    uas_cmd += ["-key", "bye_port", str(proxy.listen_port if rr else uac_port), *common]
+    # Record-Route on: in-dialog requests follow the Record-Route the proxy wrote (the _rr
+    # scenarios read the port from it); off: they go end to end, to the peer's port.
+    uas_sf = "uas_answer_rr.xml" if rr else "uas_answer.xml"
+    uas_cmd = ["sipp", "-sf", str(SCENARIOS / uas_sf), "-p", str(proxy.uas_port), *common]
+    if not rr:
+        uas_cmd += ["-key", "bye_port", str(uac_port)]
     uas_cmd += ["-stf", "uas_stat.csv", "-screen_file", "uas_screen.log"]
     uas_cmd += ["-error_file", "uas_err.log"]
-    uac_cmd = ["sipp", f"127.0.0.1:{proxy.listen_port}", "-sf", str(SCENARIOS / "uac_screen.xml")]
+    uac_sf = "uac_screen_rr.xml" if rr else "uac_screen.xml"
+    uac_cmd = ["sipp", f"127.0.0.1:{proxy.listen_port}", "-sf", str(SCENARIOS / uac_sf)]
     uac_cmd += ["-inf", data.calls_csv, "-p", str(uac_port), "-r", str(spec.rate)]
     uac_cmd += ["-m", str(calls), "-l", str(UAC_CALL_LIMIT)]
-    uac_cmd += ["-key", "dialog_port", str(proxy.listen_port if rr else proxy.uas_port)]
+    if not rr:
+        uac_cmd += ["-key", "dialog_port", str(proxy.uas_port)]
     uac_cmd += ["-timeout", f"{int(spec.duration_s + TAIL_S)}s", "-timeout_error", *common]
     uac_cmd += ["-stf", "uac_stat.csv", "-screen_file", "uac_screen.log"]
     uac_cmd += ["-error_file", "uac_err.log", "-trace_rtt", "-rtt_freq", "200"]
