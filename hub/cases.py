@@ -317,7 +317,11 @@ class Hub:
             )
         return summaries
 
-    def show_case(self, case_id: int, *, handler: str, reason: str) -> CaseRecord:
+    def show_case(
+        self, case_id: int, *, handler: str, reason: str, disclosed_to: str | None = None
+    ) -> CaseRecord:
+        """The whole case. `disclosed_to` names a recipient outside the hub (e.g. a police
+        force asking for evidence): s.62(3) wants the recipient's identity logged."""
         _need_text(handler, "handler")
         _need_text(reason, "reason")
         with self.engine.begin() as conn:
@@ -329,10 +333,12 @@ class Hub:
                 conn,
                 at=self.clock(),
                 actor=handler,
-                action=AuditAction.CASE_VIEW,
+                action=AuditAction.DISCLOSE if disclosed_to else AuditAction.CASE_VIEW,
                 reason=reason,
                 case_ids=(case_id,),
-                detail={"fields": "all"},
+                detail={"fields": "all", "recipient": disclosed_to}
+                if disclosed_to
+                else {"fields": "all"},
             )
         return full
 

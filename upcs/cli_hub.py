@@ -523,6 +523,10 @@ def case_show(
     case_id: CaseArg,
     handler: HandlerOpt,
     reason: Annotated[str, typer.Option("--reason", help="Why you need the case (audited).")],
+    disclosed_to: Annotated[
+        str | None,
+        typer.Option(help="Recipient outside the hub this is for (audited as a disclosure)."),
+    ] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
@@ -531,7 +535,9 @@ def case_show(
     with _errors():
         cfg = _config(config)
         with _engine(cfg, db) as engine:
-            found = Hub(engine).show_case(case_id, handler=handler, reason=reason)
+            found = Hub(engine).show_case(
+                case_id, handler=handler, reason=reason, disclosed_to=disclosed_to
+            )
         if as_json:
             _emit(found.as_json())
         else:

@@ -156,8 +156,8 @@ def test_runtime_errors_exit_1(cli: Cli, tmp_path: Path) -> None:
     cli("case", "approve", str(case_id), "--reason", "r", "--review-date", "2099-01-31")
     err = cli("case", "expire", str(case_id), "--reason", "r", code=1).stderr
     assert "review date is 2099-01-31, not yet come" in err
-    err = cli("case", "approve", "1", "--reason", "r", "--review-date", "31/01/2099", code=1)
-    assert "YYYY-MM-DD" in err.stderr
+    bad_date = cli("case", "approve", "1", "--reason", "r", "--review-date", "31/1/2099", code=1)
+    assert "YYYY-MM-DD" in bad_date.stderr
     fresh = Cli(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path)
     assert "run `upcs hub init`" in fresh("case", "list", code=1).stderr
 
@@ -190,6 +190,11 @@ def test_every_command_leaves_its_audit_row(db_url: str, tmp_path: Path, redis_p
     run(("case", "transfer", "1", "--establishment", "HMP Hull", "--reason", "t"), "case.transfer")
     run(("case", "list",), "case.list")  # fmt: skip
     run(("case", "show", "1", "--reason", "evidence"), "case.view")
+    new = run(
+        ("case", "show", "1", "--reason", "evidence", "--disclosed-to", "West Yorkshire Police"),
+        "disclose",
+    )
+    assert new[-1].detail["recipient"] == "West Yorkshire Police"
     run(("audit",), "audit.view")
     run(("audit", "--case", "1"), "audit.view")
     run(("alerts",), "alert.view")
@@ -214,7 +219,11 @@ def test_every_command_leaves_its_audit_row(db_url: str, tmp_path: Path, redis_p
     run(("case", "lift", "1", "--reason", "c"), "case.transition")
     disclosed = [e for e in _audit(db_url) if e.action == "disclose"]
     # approve and lift were published inline (Redis configured), each row disclosed once
-    assert [(e.case_id, e.actor) for e in disclosed] == [(1, "relay"), (1, "relay")]
+    assert [(e.case_id, e.actor) for e in disclosed] == [
+        (1, "relay"),
+        (1, HANDLER),
+        (1, "relay"),
+    ]
     # Every row: who, when, what, why.
     for entry in _audit(db_url):
         assert entry.actor and entry.action and entry.reason and entry.at.tzinfo is not None
