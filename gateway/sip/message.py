@@ -66,6 +66,11 @@ _NAMES_CACHE_MAX = 4096  # distinct spellings kept; real traffic uses a few doze
 _TRACKED: Final = _SINGLETONS | {"via", "date"}
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _CALLID_RE = re.compile(r"[!-~]+\Z")  # word ["@" word]: printable, no whitespace (§25.1)
+# RFC 3261 §27.4 methods and the common extensions: known tokens skip the token regex.
+_METHODS: Final = frozenset(
+    {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "MESSAGE", "SUBSCRIBE", "NOTIFY",
+     "REFER", "INFO", "UPDATE", "PRACK", "PUBLISH"}
+)  # fmt: skip
 _FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
 _DATE_RE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
@@ -375,7 +380,7 @@ def _request_line(start: str) -> Message:
         if version.startswith("SIP/"):
             raise SipError(505, "unsupported SIP version")
         raise SipError(400, "malformed request line")
-    if not _TOKEN_RE.match(method):
+    if method not in _METHODS and not _TOKEN_RE.match(method):
         raise SipError(400, "bad method")
     if "<" in uri or ">" in uri:
         raise SipError(400, "Request-URI in angle brackets")
@@ -407,7 +412,7 @@ def _check_common(msg: Message, single: dict[str, str]) -> None:
     method = method.strip(" \t")
     if not num.isdigit() or not num.isascii() or len(num) > 10 or int(num) > MAX_CSEQ:
         raise SipError(400, "bad CSeq number", msg)
-    if not _TOKEN_RE.match(method):
+    if method != msg.method and not _TOKEN_RE.match(method):
         raise SipError(400, "bad CSeq method", msg)
     msg.cseq = int(num)
     msg.cseq_method = method
