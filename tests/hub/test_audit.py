@@ -33,9 +33,10 @@ def test_database_refuses_to_change_the_audit_log(hub: Hub, engine: Engine, stat
         assert [e.reason for e in read_audit(conn)][-1] == "r"
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has no TRUNCATE
 def test_postgresql_refuses_truncate(hub: Hub, engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("TRUNCATE is a PostgreSQL statement (SQLite has none)")
+    assert engine.dialect.name == "postgresql"
     with pytest.raises(DBAPIError, match=AUDIT_APPEND_ONLY_MESSAGE[:20]), engine.begin() as conn:
         conn.execute(text("TRUNCATE audit_log"))
 
