@@ -79,12 +79,12 @@ DbOpt = Annotated[
     typer.Option(
         "--db",
         envvar="UPCS_HUB_DB",
-        help=f"SQLAlchemy URL; default [hub] database, else {DEFAULT_DATABASE_URL}.",
+        help=f"SQLAlchemy URL; default \\[hub] database, else {DEFAULT_DATABASE_URL}.",
     ),
 ]
 RedisOpt = Annotated[
     str | None,
-    typer.Option("--redis", envvar="UPCS_HUB_REDIS", help="Redis URL; default [hub] redis."),
+    typer.Option("--redis", envvar="UPCS_HUB_REDIS", help="Redis URL; default \\[hub] redis."),
 ]
 HandlerOpt = Annotated[
     str,
