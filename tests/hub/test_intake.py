@@ -62,6 +62,12 @@ REFUSALS: list[tuple[str, Edit, str, str]] = [
         "too short",
     ),
     (
+        "digit-missing-trunk-zero-kept",
+        _set("protected.0.phones", ["07700 900001", "07700 9001"]),
+        "protected[0].phones[1]",
+        "trunk 0",
+    ),
+    (
         "too-long",
         _set("protected.0.phones", ["07700 900 0011"]),
         "protected[0].phones[0]",
@@ -166,6 +172,12 @@ def test_unallocated_numbers_are_accepted_with_a_warning() -> None:
     assert len(req.warnings) == 1
     assert req.warnings[0].startswith("protected[0].phones[0]: not known")
     assert "900001" not in req.warnings[0]
+
+
+def test_numbers_that_really_start_with_zero_pass() -> None:
+    # Italy and Côte d'Ivoire have no trunk prefix: their leading 0 is part of the number.
+    req = parse_case_request(make_request(["+39 06 1234 5678", "+225 01 02 03 04 05"]))
+    assert [p.e164 for p in req.protected[0].phones] == ["+390612345678", "+2250102030405"]
 
 
 def test_consent_rules() -> None:
