@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.sip.errors import SipError
 from gateway.sip.uri import parse_host
@@ -141,9 +141,11 @@ def _param(params: Params, name: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class NameAddr:
-    """One From/To/Contact/Route value: display name, URI text, header parameters (§20.10)."""
+class NameAddr(NamedTuple):
+    """One From/To/Contact/Route value: display name, URI text, header parameters (§20.10).
+
+    A NamedTuple rather than a frozen dataclass: built for every From/To, and tuples are
+    constructed in C."""
 
     display: str | None
     uri: str
@@ -193,9 +195,8 @@ def parse_name_addr(value: str, where: str) -> NameAddr:
     return NameAddr(None, uri, parse_params(";" + params, where) if semi else (), False)
 
 
-@dataclass(frozen=True, slots=True)
-class Via:
-    """One Via value (§20.42): transport, sent-by and parameters."""
+class Via(NamedTuple):
+    """One Via value (§20.42): transport, sent-by and parameters (a NamedTuple, see NameAddr)."""
 
     transport: str  # upper case
     host: str

@@ -169,7 +169,7 @@ class Message:
             vias = self.values("via")
             if len(vias) > MAX_VIA_DEPTH:
                 raise SipError(400, f"Via: more than {MAX_VIA_DEPTH} entries", self)
-            if any(not v for v in vias):
+            if "" in vias:
                 raise SipError(400, "Via: empty list element", self)
             self._vias = vias
         return self._vias

@@ -20,14 +20,20 @@ from typing import Any
 __all__ = ["TIMER_NAMES", "TRANSITIONS", "Event", "Kind", "State", "Timers", "Transaction"]
 
 
-class Kind(enum.Enum):
+class _FastEnum(enum.Enum):
+    # Members are singletons: identity hashing is exact and runs in C, where Enum's own
+    # __hash__ is a Python call (three per table lookup, several lookups per message).
+    __hash__ = object.__hash__
+
+
+class Kind(_FastEnum):
     INVITE_CLIENT = "invite-client"  # §17.1.1
     NON_INVITE_CLIENT = "non-invite-client"  # §17.1.2
     INVITE_SERVER = "invite-server"  # §17.2.1
     NON_INVITE_SERVER = "non-invite-server"  # §17.2.2
 
 
-class State(enum.Enum):
+class State(_FastEnum):
     CALLING = "calling"
     TRYING = "trying"
     PROCEEDING = "proceeding"
@@ -37,7 +43,7 @@ class State(enum.Enum):
     TERMINATED = "terminated"
 
 
-class Event(enum.Enum):
+class Event(_FastEnum):
     REQUEST = "request"  # a retransmission of the request that created a server transaction
     ACK = "ack"  # an ACK matching an INVITE server transaction (non-2xx final, §17.2.1)
     SEND_1XX = "send-1xx"
