@@ -39,6 +39,7 @@ KAMAILIO_CFG = HERE / "kamailio" / "kamailio.cfg"
 READY_TIMEOUT_S = 180.0  # Kamailio loads 1M rows in ~5 s (anchor); generous for a busy box
 PROBE_INTERVAL_S = 0.02  # 20 ms between OPTIONS probes: load-time resolution
 STOP_GRACE_S = 10.0  # SIGTERM grace before SIGKILL; Kamailio ignores TERM while loading
+UPCS_STOP_GRACE_S = 3.0
 KAM_SHM_MB = 1024  # SQLite-loaded 1M htable used 180 MB shm in the anchor; db_text peaks 868
 KAM_PKG_MB = 256  # db_sqlite has no fetch: the whole 1M-row result sits in pkg memory while loading
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024  # net.core.rmem_max on this box; see the anchor's notes
@@ -166,6 +167,10 @@ class Proxy:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     children_seen: list[int] = field(default_factory=list)
+    # SIGTERM grace before SIGKILL. upcs drains on SIGTERM and counts completed non-INVITE
+    # transactions (our OPTIONS probes, in Timer J for 32 s) as in flight; the bench does not
+    # measure shutdown, so it does not wait for that.
+    stop_grace_s: float = STOP_GRACE_S
 
     @property
     def label(self) -> str:
@@ -223,7 +228,7 @@ class Proxy:
         if self.proc is None:
             return
         kids = sorted(set(self.children_seen) | set(self.pids()[1:]))
-        stop_pid(self.proc, kids)
+        stop_pid(self.proc, kids, self.stop_grace_s)
         self.proc = None
 
 
@@ -291,6 +296,7 @@ class UpcsProxy(Proxy):
     upcs_cmd: tuple[str, ...] = ()
     metrics_port: int = 0
     extra_args: tuple[str, ...] = ()
+    stop_grace_s: float = UPCS_STOP_GRACE_S
 
     def command(self) -> list[str]:
         self.metrics_port = free_port(socket.SOCK_STREAM)

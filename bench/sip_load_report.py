@@ -318,7 +318,14 @@ def render(r: dict[str, Any]) -> str:
         w(
             f"`py-spy record --subprocesses --nonblocking --rate 100 --format raw` for "
             f"{prof['seconds']:.0f} s during a {prof['rate']:,} calls/s step ({prof['config']}); "
-            f"{sm['samples']:,} non-idle samples. Step: {prof.get('step_summary', '')}\n"
+            f"{sm['samples']:,} non-idle samples (py-spy: {prof.get('pyspy_counts', '?')}). "
+            f"Step: {prof.get('step_summary', '')}\n"
+        )
+        w(
+            "py-spy sees Python frames only: time in C (the event loop's epoll and dispatch, "
+            "the `sendto`/`recvfrom` syscalls, pyroaring) is charged to the innermost Python "
+            "frame that called it, so a transport `send` frame's self time is mostly the "
+            "syscall. Idle time (waiting in epoll) is not sampled.\n"
         )
         w("| area (innermost project/loop frame) | share of samples % |")
         w("|---|---|")
@@ -334,6 +341,47 @@ def render(r: dict[str, Any]) -> str:
             w(f"| `{k}` | {v} |")
     else:
         w("Not measured: " + (prof or {}).get("why", "no profile taken") + "\n")
+    w("")
+    w("## Method\n")
+    w(
+        "- Topology: sipp UAC (`bench/kamailio/uac_screen*.xml`, one UDP socket, like one PBX) "
+        "→ proxy → sipp UAS (`uas_answer*.xml`: 180, 200, 500 ms, BYE), all on 127.0.0.1 with "
+        "free ports, 4 MiB socket buffers on sipp and Kamailio. Record-Route off: ACK-for-2xx "
+        "and BYE go end to end; on: they follow the Record-Route the proxy wrote (the `_rr` "
+        "scenarios read the address from the header)."
+    )
+    w(
+        "- Same input for both proxies: one call file, one list (htable from SQLite for "
+        "Kamailio, snapshot file for upcs). The UAC fails any call whose verdict contradicts "
+        "the file (counter `wrong_verdict`), so a proxy that screens wrongly cannot pass."
+    )
+    w(
+        "- A step passes with every call successful, 0 failed calls at either end, 0 "
+        "unexpected messages, 0 wrong verdicts and ≥ 97 % of the offered rate achieved (INVITE "
+        "send times from sipp's per-response log). 'clean' = also 0 retransmissions. A step is "
+        "stopped early once it has failed for certain (a failed call), when sipp falls "
+        "behind the offered rate, when more than 4 s worth of calls are in progress, or when "
+        "calls are unfinished 15 s after the last INVITE; a failed step retires the proxy "
+        "instance and the next step gets a fresh one."
+    )
+    w(
+        "- Search: short probes up the ladder until one fails, then steps of the full length "
+        "from the highest passing probe (down by 25 % until one passes), bisection to 5 % "
+        "(≥ 100 calls/s), and the maximum must pass a second time (else step down). Each "
+        "configuration has a time box; the run as a whole is bounded."
+    )
+    w(
+        "- Latency: one 200 calls/s step per configuration with `dumpcap -i lo` running; "
+        "p50/p99 from kernel timestamps (cross-checked once against `tshark -T fields` on the "
+        "same capture: identical percentiles). CPU: utime+stime of each process group from "
+        "/proc every second; 'other' is everything else on the box."
+    )
+    w(
+        f"- upcs ran with `--workers {meta.get('upcs_workers', 1)}`, Kamailio with "
+        f"{meta.get('kam_children', 4)} UDP children (the anchor's setting). With one UAC "
+        "socket every INVITE hashes to one upcs SO_REUSEPORT worker (gateway/workers.py says "
+        "so), so extra upcs workers cannot add throughput in this topology (one PBX)."
+    )
     w("")
     w("## What could not be measured\n")
     notes = r.get("not_measured") or ["nothing: every figure above was measured in this run"]

@@ -263,12 +263,15 @@ def run_step(proxy: Proxy, data: DataSet, spec: StepSpec, root: Path) -> dict[st
         elif elapsed > spec.duration_s + TAIL_S + 10:
             abort = "sipp UAC still running after its own timeout"
         if abort:
-            _stop(uac, signal.SIGTERM, 5)
+            _stop(uac, signal.SIGKILL, 5)  # failed for certain: its periodic stats suffice
             break
     uac_rc = uac.wait()
     wall = time.monotonic() - t0
     time.sleep(0.0 if abort else 1.0)  # the last BYEs (0.5 s after the 200) complete
-    _stop(uas, signal.SIGUSR1, 3.0 if abort else 8.0)  # SIGUSR1: sipp stops softly
+    if abort:
+        _stop(uas, signal.SIGKILL, 5)
+    else:
+        _stop(uas, signal.SIGUSR1, 8.0)  # SIGUSR1: sipp stops softly, final stats written
     cpu = sampler.stop()
     if profiler is not None:
         try:
