@@ -297,12 +297,13 @@ class Screener:
         if dialled.isdigit():
             trunk = self._trunk
             intl = self._intl
-            if (
-                len(dialled) <= self._never_long
-                or dialled[0] in self._prefixes
-                or not trunk
-                or not dialled.startswith(trunk)
-            ):
+            if len(dialled) <= self._never_long or not trunk:
+                return self._check_parsed(None, dialled)
+            if dialled[0] in self._prefixes:
+                if self._outside_line_alone and dialled.startswith(self._outside_line):
+                    return self._after_outside_line(dialled)
+                return self._check_parsed(None, dialled)
+            if not dialled.startswith(trunk):
                 return self._check_parsed(None, dialled)
             if dialled.startswith(intl):
                 candidate = dialled[len(intl) :]
@@ -348,6 +349,33 @@ class Screener:
     def screen(self, dialled: str) -> str:
         """The verdict as a plain string, the form `gateway.sip` is injected with."""
         return self.check(dialled).verdict.value
+
+    def _after_outside_line(self, dialled: str) -> CheckResult:
+        """Digits behind the outside line alone, in national form ("9 07..."): the general path
+        specialised to its readings -- the national number, and the whole string read as a
+        local, national-without-0 or international-without-00 number (tests check they agree)."""
+        rest = dialled[len(self._outside_line) :]
+        trunk, cc = self._trunk, self._cc
+        if (
+            not rest.startswith(trunk)
+            or rest.startswith(self._intl)
+            or rest[:1] in self._prefixes
+            or len(rest) <= self._never_long
+        ):
+            return self._check_parsed(None, dialled)
+        candidate = cc + rest[len(trunk) :]
+        if len(candidate) <= self._never_long:
+            return self._check_parsed(None, dialled)
+        readings = [candidate]
+        if self._area:
+            readings.append(cc + self._area + dialled)
+        readings.append(cc + dialled)
+        readings.append(dialled)
+        head_trunk = _CC_TRUNK_BY_HEAD.get(dialled[:3])
+        if head_trunk is not None and dialled.startswith(head_trunk[1], len(head_trunk[0])):
+            code, code_trunk = head_trunk
+            readings.append(code + dialled[len(code) + len(code_trunk) :])
+        return self._lookup(readings)
 
     def _check_parsed(self, head: str | None, digits: str) -> CheckResult:
         """The general path: `head` is what stood before a '+' (None: no '+'), `digits` the main

@@ -285,29 +285,47 @@ def test_empty_list_still_tells_invalid_from_allowed() -> None:
     assert s.check("1234").verdict is Verdict.INVALID
 
 
-# The fast path (plain national digits) must agree exactly with the general path it shortcuts.
-@settings(deadline=None, max_examples=300)
+# The fast paths must agree exactly with the general path they shortcut.
+@settings(deadline=None, max_examples=400)
 @given(
     st.one_of(
         st.text(alphabet="0123456789", min_size=1, max_size=20),
         st.builds("".join, st.lists(st.sampled_from(["0", "00", "44", "440", "9", "141", "7700"]))),
+        st.builds(
+            lambda head, tail: head + tail,
+            st.sampled_from(["90", "9", "99", "900", "9090", "9141", "09"]),
+            st.text(alphabet="0123456789", min_size=0, max_size=14),
+        ),
     )
     .map(lambda d: d[:40])  # every form below stays within MAX_DIAL_CHARS
     .filter(bool),
     st.sampled_from(["20", "", "113"]),
+    st.sampled_from(["9", "90", "0", ""]),
 )
-def test_fast_path_agrees_with_general_path(digits: str, area: str) -> None:
-    plan = DialPlan(area_code=area)
-    extra = ("+44" + digits[1:12], "+" + digits[:12]) if len(digits) > 9 else ()
-    barred = tuple(e for e in extra if e[1] != "0" and len(e) > 7)
-    s = screener(plan, barred=(*BARRED, *barred, "+448001111"))
+def test_fast_path_agrees_with_general_path(digits: str, area: str, outside_line: str) -> None:
+    plan = DialPlan(area_code=area, outside_line=outside_line)
+    # Bar, one at a time, each number a reading of the digits (with 0, 1 or 2 leading digits
+    # stripped) lands on, so both paths meet hits through each kind of reading, not only misses.
+    readings = [
+        "+" + form[:12]
+        for k in (0, 1, 2)
+        for form in (
+            "44" + area + digits[k:],
+            "44" + digits[k:],
+            digits[k:],
+            "44" + digits[k + 1 :],
+        )
+    ]
     spaced = " ".join(digits)
-    assert s.check(digits) == s._check_parsed(None, digits)
-    assert s.check("+" + digits) == s._check_parsed("", digits)
-    assert s.check("00" + digits) == s._check_parsed(None, "00" + digits)
-    if len(spaced) + 2 <= MAX_DIAL_CHARS:
-        assert s.check(digits) == s.check(spaced)
-        assert s.check("+" + digits) == s.check("+ " + spaced)
+    for barred in [None, *readings]:
+        extra = (barred,) if barred and barred[1:2] not in ("", "0") and len(barred) > 7 else ()
+        s = screener(plan, barred=(*BARRED, *extra, "+448001111"))
+        assert s.check(digits) == s._check_parsed(None, digits)
+        assert s.check("+" + digits) == s._check_parsed("", digits)
+        assert s.check("00" + digits) == s._check_parsed(None, "00" + digits)
+        if len(spaced) + 2 <= MAX_DIAL_CHARS:
+            assert s.check(digits) == s.check(spaced)
+            assert s.check("+" + digits) == s.check("+ " + spaced)
 
 
 # Any garbage gets a verdict and never an exception (the gateway's fuzz invariant).
