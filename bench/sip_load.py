@@ -62,7 +62,7 @@ class Mode:
         self.max_main_steps = 1 if quick else 8
         self.confirm = not quick  # the maximum must pass twice (the anchor's rule)
         self.latency_s = 4.0 if quick else 30.0
-        self.budget_s = 170.0 if quick else 24 * 60.0
+        self.budget_s = 170.0 if quick else 22.5 * 60.0
         self.quiet_wait_s = 1.0 if quick else 5.0
         self.profile_step_s = 6.0 if quick else 20.0
         self.profile_s = 3.0 if quick else 12.0
@@ -88,6 +88,7 @@ class Bench:
         self.t0 = time.monotonic()
         self.deadline = self.t0 + mode.budget_s
         self.not_measured: list[str] = []
+        self.src_dir = ""
 
     def left_s(self) -> float:
         return self.deadline - time.monotonic()
@@ -123,6 +124,7 @@ class Bench:
             workers=self.args.upcs_workers,
             upcs_cmd=tuple(self.args.upcs_cmd),
             extra_args=tuple(self.args.upcs_arg),
+            src_dir=self.src_dir,
         )
 
     def memory_row(self, p: Proxy, list_name: str, label: str) -> dict[str, Any]:
@@ -421,6 +423,30 @@ def _machine_notes() -> str:
     )
 
 
+def _git(*args: str) -> str:
+    p = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False)
+    return p.stdout.strip()
+
+
+def _upcs_source(rev: str, dest: Path) -> str:
+    """Which upcs code the run measures; with `rev`, export that revision to `dest`."""
+    packages = ["blocklist", "gateway", "upcs", "hub", "sync"]
+    if rev:
+        sha = _git("rev-parse", "--short", rev)
+        if not sha:
+            raise SystemExit(f"sip_load: --upcs-rev {rev!r} is not a git revision")
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev, *packages], capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+        return f"git revision {rev} ({sha}), exported with git archive"
+    sha = _git("rev-parse", "--short", "HEAD")
+    dirty = _git("status", "--porcelain", "--", *packages)
+    state = "with uncommitted changes in the packages" if dirty else "clean"
+    return f"work tree at {sha} ({state})"
+
+
 def _upcs_cmd() -> list[str]:
     script = Path(sys.executable).parent / "upcs"
     if script.exists():
@@ -465,6 +491,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="extra argument for `upcs gateway run` (repeatable)",
     )
     ap.add_argument("--upcs-cmd", nargs="+", default=_upcs_cmd(), help="how to run upcs")
+    ap.add_argument(
+        "--upcs-rev",
+        default="",
+        help="run upcs from this git revision (exported with git archive) instead of the "
+        "work tree, e.g. HEAD: other people's uncommitted edits cannot break the run",
+    )
     ap.add_argument("--dbtext", action="store_true", help="Kamailio loads from db_text, not SQLite")
     ap.add_argument("--budget-min", type=float, default=None, help="override the time box")
     ap.add_argument(
@@ -499,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
         args.dbtext,
     )
     bench = Bench(args, mode, data, run_dir)
+    upcs_source = _upcs_source(args.upcs_rev, run_dir / "src")
+    if args.upcs_rev:
+        bench.src_dir = str(run_dir / "src")
     bench.log(f"run dir {run_dir}; data {data.directory} ({data.numbers:,} numbers)")
     kinds = ["kamailio", "upcs"] if args.only == "both" else [args.only]
     rrs = {"off": [False], "on": [True], "both": [False, True]}[args.rr]
@@ -551,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_min": wall,
         "main_s": mode.main_s,
         "upcs_workers": args.upcs_workers,
+        "upcs_source": upcs_source,
         "kam_children": args.kam_children,
         "machine": _machine_notes(),
         "run_dir": str(run_dir),

@@ -179,8 +179,13 @@ class Proxy:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    src_dir: str = ""  # run the project from this exported tree instead of the work tree
+
     def env(self) -> dict[str, str] | None:
-        return None
+        if not self.src_dir:
+            return None
+        # PYTHONPATH wins over the editable install's finder (appended to sys.meta_path)
+        return {**os.environ, "PYTHONPATH": self.src_dir}
 
     def start(self, log_name: str) -> float:
         """Start, wait until it answers OPTIONS; returns and records the load time (s)."""

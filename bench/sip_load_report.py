@@ -121,6 +121,7 @@ def render(r: dict[str, Any]) -> str:
         f"{meta['wall_min']:.1f} min, mode **{meta['mode']}**.\n"
     )
     w("Machine: " + meta["machine"] + "\n")
+    w(f"upcs code measured: {meta.get('upcs_source', '?')}.\n")
     w(
         "**The load generator shares the machine.** sipp UAC and UAS run on the same 2 cores as "
         "the proxy under test (the anchor's set-up: SIPp used more CPU than Kamailio at every "
