@@ -414,6 +414,7 @@ def _machine_notes() -> str:
     with open("/proc/meminfo") as fh:
         mem_kb = int(fh.readline().split()[1])
     kam = run(["kamailio", "-v"]).splitlines()[0] if shutil.which("kamailio") else "missing"
+    kam = kam.replace("version:", "").strip()
     sipp = next((w for w in run(["sipp", "-v"]).split() if w.startswith("v3")), "?")
     load = os.getloadavg()
     return (
@@ -603,6 +604,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "error" not in c and not c.get("latency"):
             bench.not_measured.append(f"{label}: no latency capture")
+    if mode.name == "quick":
+        bench.not_measured.insert(
+            0,
+            "quick mode: a smoke test of the harness (100k list, 4 s steps, no max-rate search); "
+            "none of its figures is a result",
+        )
     for kind in ("kamailio", "upcs"):
         if kind not in kinds:
             bench.not_measured.append(f"{kind}: not run (--only {args.only})")

@@ -213,7 +213,7 @@ def render(r: dict[str, Any]) -> str:
         w(
             f"| {m['label']} | {m['list']} | {_f(m.get('load_s'), 2)} | {_f(m.get('processes'))} | "
             f"{_f(m.get('pss_mb'), 1)} | {_f(m.get('rss_mb'), 1)} | "
-            f"{_f(m.get('shm_real_used_mb'), 1)} |"
+            f"{_f(m.get('shm_real_used_mb'), 1) if 'shm_real_used_mb' in m else '—'} |"
         )
     if r.get("upcs_read_snapshot_s"):
         w(
@@ -257,7 +257,8 @@ def render(r: dict[str, Any]) -> str:
 
     w("## Max-rate search, every step\n")
     w(
-        "Probes are short steps to find the knee; only 30 s steps count for the maximum. A "
+        f"Probes are short steps to find the knee; only {meta['main_s']:.0f} s steps count for "
+        "the maximum. A "
         "failed step is followed by a fresh proxy (leftover transactions would otherwise "
         "retransmit into the next step).\n"
     )
