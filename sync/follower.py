@@ -90,6 +90,7 @@ class RedisFollower:
         self._persisted: ListSnapshot | None = None
         self._persisted_unix = clock()
         self._last_report = 0.0
+        self._reported_version = -1
         self._closed = False
 
     @property
@@ -124,6 +125,7 @@ class RedisFollower:
         try:
             await self._load_local()
             while True:
+                _raise_if_cancel_swallowed()
                 try:
                     await self._session()
                 except Exception as exc:
@@ -168,20 +170,28 @@ class RedisFollower:
         )
         meta = await read_meta(client, self._keys)
         self._hub_version = meta.head
+        self._check_hub_behind(meta.head)
         if (meta.snap_version or 0) > self._machine.version:
             await self._resync(client, f"hub snapshot {meta.snap_version} is newer", fault=False)
         self._connected = True
         self._attempt = 0
-        self._last_error = None
+        if meta.head >= self._machine.version:
+            self._last_error = None
         self._mark_synced()
         await self._report(client)
         block_ms = int(self._config.block_s * 1000)
         while True:
+            block = block_ms
+            if self._reported_version != self._machine.version:
+                # Something new to report: wake up when the report is due, not a block later.
+                due_s = self._last_report + self._config.report_interval_s - self._clock()
+                block = max(1, min(block_ms, int(due_s * 1000)))
             resp = await client.xread(
                 {self._keys.log: f"{self._machine.version}-0"},
                 count=self._config.batch_max_entries,
-                block=block_ms,
+                block=block,
             )
+            _raise_if_cancel_swallowed()
             if resp:
                 entries = decode_entries(_stream_entries(resp))
                 self._hub_version = max(self._hub_version or 0, entries[-1].version)
@@ -193,7 +203,8 @@ class RedisFollower:
             now = self._clock()
             if now - self._last_report >= self._config.report_interval_s:
                 meta = await read_meta(client, self._keys)
-                self._hub_version = max(self._hub_version or 0, meta.head)
+                self._hub_version = meta.head
+                self._check_hub_behind(meta.head)
                 if not resp and meta.head > self._machine.version:
                     # Nothing came after us, yet the hub is ahead: were our entries trimmed?
                     first = await read_tail(client, self._keys, self._machine.version, 1)
@@ -223,6 +234,17 @@ class RedisFollower:
         if gap is not None:
             raise SyncError(f"hub snapshot and log do not agree after a resync: {gap.reason}")
 
+    def _check_hub_behind(self, head: int) -> None:
+        if head >= self._machine.version:
+            return
+        message = (
+            f"hub head is version {head}, behind the applied version {self._machine.version}: "
+            "the hub lost changes; keeping this list until the hub passes it"
+        )
+        if message != self._last_error:
+            log.error("sync.hub_behind site=%s %s", self._site, message)
+        self._last_error = message
+
     def _take(self, step: Step) -> None:
         if step.snapshot is not None:
             self._holder.swap(step.snapshot)
@@ -250,6 +272,7 @@ class RedisFollower:
         )
         await client.hset(self._keys.sites, self._site, encode_site(report))
         self._last_report = now
+        self._reported_version = st.applied_version
 
     # -- local file ------------------------------------------------------------------------
 
@@ -292,3 +315,15 @@ def _stream_entries(resp: Any) -> list[Any]:
     if isinstance(resp, dict):
         return list(next(iter(resp.values()))[0])
     return list(resp[0][1])
+
+
+def _raise_if_cancel_swallowed() -> None:
+    """Re-raise a cancellation that redis-py lost.
+
+    redis-py can swallow a CancelledError that lands while a blocking read is inside its socket
+    timeout (redis/redis-py#2028, #2551; seen here with XREAD BLOCK on 8.1): the command returns
+    normally and the loop would run on forever. The task still counts the cancel request.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

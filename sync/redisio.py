@@ -191,9 +191,9 @@ async def read_meta(client: aioredis.Redis, keys: Keys) -> HubMeta:
         raise SyncError(f"redis {keys.meta}: not a upcs sync meta record") from None
 
 
-def decode_entries(raw: Sequence[Any]) -> list[LogEntry]:
+def decode_entries(raw: Sequence[Any] | None) -> list[LogEntry]:
     out = []
-    for entry_id, raw_fields in raw:
+    for entry_id, raw_fields in raw or ():
         fields = raw_fields
         if isinstance(fields, list):  # straight from a Lua script: [k1, v1, k2, v2, ...]
             fields = dict(zip(fields[::2], fields[1::2], strict=True))
