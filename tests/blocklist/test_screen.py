@@ -240,6 +240,21 @@ def test_never_block_is_always_allowed(dialled: str) -> None:
     assert s.check(dialled) == CheckResult(Verdict.ALLOWED)
 
 
+def test_a_listed_never_block_number_never_blocks_any_reading() -> None:
+    # Defence in depth: even if a list carries Childline (intake refuses it), no reading that
+    # lands on it -- overdialled, or a speculative one -- is blocked because of it.
+    s = screener(DialPlan(area_code="113"), barred=("+448001111",))
+    for dialled in (
+        "0800 11112",
+        "0800111123",
+        "+44800111123",
+        "8001111",
+        "9 8001111",
+        "448001111",
+    ):
+        assert s.check(dialled) == CheckResult(Verdict.ALLOWED), dialled
+
+
 def test_never_block_extra_from_the_dial_plan() -> None:
     plan = DialPlan(never_block_extra=("0113 496 0001",))
     s = screener(plan)
