@@ -29,6 +29,13 @@ from gateway.settings import GatewaySettings
 from gateway.sip import ProxyConfig, ProxyCore, SipError, StreamFramer
 from gateway.transport.driver import CoreDriver
 from gateway.transport.endpoint import Endpoint
+from gateway.transport.overload import (
+    SHED_WINDOW_S,
+    LoadMeter,
+    RecentInvites,
+    shed_response,
+    udp_backlog_bytes,
+)
 from gateway.transport.tcp import TcpTransport
 from gateway.transport.udp import UdpListener, UdpSenders
 
@@ -132,6 +139,10 @@ class Gateway:
         self._driver: CoreDriver | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._listeners: list[Callable[[Sequence[Any]], None]] = []
+        self._senders: dict[str, Callable[[bytes, tuple[str, int]], None]] = {}
+        self._meter = LoadMeter(high_bytes=max(1, settings.shed_backlog_bytes))
+        self._recent = RecentInvites()  # INVITEs handed to the core
+        self._refused = RecentInvites()  # INVITEs shed with 503
         self._stop = asyncio.Event()
         self._hurry = asyncio.Event()
         self.metrics.add_scrape_collector(self._list_view, self._follower_status)
@@ -202,6 +213,11 @@ class Gateway:
     @property
     def metrics_port(self) -> int | None:
         return self._http.port if self._http is not None else None
+
+    @property
+    def load_meter(self) -> LoadMeter:
+        """The overload meter (fed by the backlog watch; exposed for operators' tools and tests)."""
+        return self._meter
 
     @property
     def active_transactions(self) -> int:
@@ -283,9 +299,11 @@ class Gateway:
             core, loop, self._on_events, lambda t: on_udp_error("unroutable_" + t)
         )
         if self._udp:
-            self._driver.register_sender("udp", UdpSenders(self._udp, on_udp_error).send)
+            self._senders["udp"] = UdpSenders(self._udp, on_udp_error).send
         if self._tcp is not None:
-            self._driver.register_sender("tcp", self._tcp.send)
+            self._senders["tcp"] = self._tcp.send
+        for name, send in self._senders.items():
+            self._driver.register_sender(name, send)
         if s.metrics is not None:
             self._http = MetricsHttpServer(
                 s.metrics[0], s.metrics[1], self._render_metrics, self.readiness
@@ -293,6 +311,8 @@ class Gateway:
             await self._http.start()
         if self._follower is not None:
             self._tasks.append(asyncio.create_task(self._run_follower(), name="list-follower"))
+        if s.shed_backlog_bytes > 0 and self._udp:
+            self._tasks.append(asyncio.create_task(self._watch_overload(), name="overload-watch"))
         if self._reporter is not None:
             self._tasks.append(asyncio.create_task(self._reporter.run(), name="attempts"))
 
@@ -322,8 +342,59 @@ class Gateway:
 
     def _receive(self, data: bytes, transport: str, source: tuple[str, int]) -> None:
         driver = self._driver
-        if driver is not None:
-            driver.receive(data, transport, source)
+        if driver is None:
+            return
+        if data.startswith(b"INVITE "):
+            now = time.monotonic()
+            refused = self._refused
+            # A refused INVITE stays refused: its retransmissions get the 503 again, never the
+            # core (the PBX has ACKed the 503 and ended the call, RFC 3261 §17.1.1.3).
+            if data in refused:
+                self._shed(data, transport, source)
+                return
+            meter = self._meter
+            if (
+                meter.overloaded
+                and data not in self._recent
+                and meter.should_shed()
+                and self._shed(data, transport, source)
+            ):
+                refused.add(data, now)
+                return
+            self._recent.add(data, now)
+        driver.receive(data, transport, source)
+
+    async def _watch_overload(self) -> None:
+        """Read the UDP receive backlog every window and steer the shedding ratio."""
+        inodes = {x.inode for x in self._udp}
+        meter = self._meter
+        while True:
+            backlog = await asyncio.to_thread(udp_backlog_bytes, inodes)
+            if backlog is None:
+                log_event(
+                    _log, logging.WARNING, "overload_watch_unavailable", source="/proc/net/udp"
+                )
+                return
+            if meter.update(backlog):
+                log_event(
+                    _log, logging.WARNING,
+                    "overload_started" if meter.overloaded else "overload_ended",
+                    backlog_bytes=backlog, shed_ratio=round(meter.shed_ratio, 2),
+                )  # fmt: skip
+            await asyncio.sleep(SHED_WINDOW_S)
+
+    def _shed(self, data: bytes, transport: str, source: tuple[str, int]) -> bool:
+        """Refuse a new INVITE 503 + Retry-After without involving the core (overload.py)."""
+        shed = shed_response(data, self.settings.retry_after_s)
+        send = self._senders.get(transport)
+        if shed is None or send is None:
+            return False
+        response, call_id = shed
+        send(response, source)
+        self.metrics.overload_shed.inc()
+        self.metrics.refused.inc(("overload", 503))
+        log_event(_log, logging.DEBUG, "sip_shed", call_id=call_id, why="overload")
+        return True
 
     async def _run_follower(self) -> None:
         assert self._follower is not None

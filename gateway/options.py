@@ -22,7 +22,7 @@ GATEWAY_KEYS = frozenset(
         "snapshot", "listen", "upstream", "allow_from", "metrics", "record_route",
         "refusal_status", "refusal_reason", "workers", "max_list_age_s", "drain_timeout_s",
         "retry_after_s", "max_transactions", "allow_empty", "advertise_host", "redis", "site",
-        "t1_s", "t2_s", "t4_s", "timer_c_s", "log_level",
+        "shed_backlog_bytes", "t1_s", "t2_s", "t4_s", "timer_c_s", "log_level",
     }
 )  # fmt: skip
 TIMER_KEYS = ("t1_s", "t2_s", "t4_s", "timer_c_s")
@@ -169,11 +169,14 @@ def resolve_settings(args: CliGatewayArgs, section: Mapping[str, Any]) -> Gatewa
         ("drain_timeout_s", (int, float)),
         ("retry_after_s", int),
         ("max_transactions", int),
+        ("shed_backlog_bytes", int),
         ("refusal_reason", str),
     ):
         value = _typed(section, key, kind)
         if value is not None:
             extra[key] = value
+    if extra.get("shed_backlog_bytes", 0) < 0:
+        raise UsageError("[gateway] shed_backlog_bytes", "must be 0 (off) or a byte count")
     if extra.get("retry_after_s", 1) < 0 or extra.get("drain_timeout_s", 1) < 0:
         raise UsageError("[gateway]", "retry_after_s and drain_timeout_s must not be negative")
 

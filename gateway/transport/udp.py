@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -91,6 +92,7 @@ class UdpListener:
         self._reuse_port = reuse_port
         self._transport: asyncio.DatagramTransport | None = None
         self.bound: tuple[str, int] = (endpoint.host, endpoint.port)
+        self.inode = 0  # the socket's inode, to find it in /proc/net/udp (overload.py)
 
     @property
     def is_ipv6(self) -> bool:
@@ -101,6 +103,7 @@ class UdpListener:
         sock = bind_udp_socket(self.endpoint.host, self.endpoint.port, reuse_port=self._reuse_port)
         name = sock.getsockname()
         self.bound = (str(name[0]), int(name[1]))
+        self.inode = os.fstat(sock.fileno()).st_ino
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Protocol(self._receive, self._on_error), sock=sock
         )
