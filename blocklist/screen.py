@@ -326,7 +326,12 @@ class Screener:
             parsed = _parse(dialled)
             if parsed is None:
                 return _INVALID
-            return self._check_parsed(*parsed)
+            head, digits = parsed
+            if head is None:
+                return self.check(digits)  # now plain digits: the fast paths apply
+            if not head:
+                return self.check("+" + digits)
+            return self._check_parsed(head, digits)
         # One definitive candidate in the site's own country, longer than any never-block entry.
         tables = self._tables
         if tables.snapshot is not self._holder.current:
