@@ -300,9 +300,7 @@ class Screener:
             if len(dialled) <= self._never_long or not trunk:
                 return self._check_parsed(None, dialled)
             if dialled[0] in self._prefixes:
-                if self._outside_line_alone and dialled.startswith(self._outside_line):
-                    return self._after_outside_line(dialled)
-                return self._check_parsed(None, dialled)
+                return self._after_prefix(dialled)
             if not dialled.startswith(trunk):
                 return self._check_parsed(None, dialled)
             if dialled.startswith(intl):
@@ -355,14 +353,21 @@ class Screener:
         """The verdict as a plain string, the form `gateway.sip` is injected with."""
         return self.check(dialled).verdict.value
 
-    def _after_outside_line(self, dialled: str) -> CheckResult:
-        """Digits behind the outside line alone, in national form ("9 07..."): the general path
-        specialised to its readings -- the national number, and the whole string read as a
+    def _after_prefix(self, dialled: str) -> CheckResult:
+        """Digits behind one dial prefix, in national form ("9 07...", "141 07..."): the general
+        path specialised to its readings -- the national number, and the whole string read as a
         local, national-without-0 or international-without-00 number (tests check they agree)."""
-        rest = dialled[len(self._outside_line) :]
+        prefix = ""
+        for p in self._prefixes[dialled[0]]:
+            if dialled.startswith(p):
+                if prefix:
+                    return self._check_parsed(None, dialled)  # two prefixes could apply
+                prefix = p
+        rest = dialled[len(prefix) :]
         trunk, cc = self._trunk, self._cc
         if (
-            not rest.startswith(trunk)
+            not prefix
+            or not rest.startswith(trunk)
             or rest.startswith(self._intl)
             or rest[:1] in self._prefixes
             or len(rest) <= self._never_long

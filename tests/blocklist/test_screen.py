@@ -308,14 +308,16 @@ def test_empty_list_still_tells_invalid_from_allowed() -> None:
         st.builds("".join, st.lists(st.sampled_from(["0", "00", "44", "440", "9", "141", "7700"]))),
         st.builds(
             lambda head, tail: head + tail,
-            st.sampled_from(["90", "9", "99", "900", "9090", "9141", "09"]),
+            st.sampled_from(
+                ["90", "9", "99", "900", "9090", "9141", "09", "1410", "14700", "180010", "1418"]
+            ),
             st.text(alphabet="0123456789", min_size=0, max_size=14),
         ),
     )
     .map(lambda d: d[:40])  # every form below stays within MAX_DIAL_CHARS
     .filter(bool),
     st.sampled_from(["20", "", "113"]),
-    st.sampled_from(["9", "90", "0", ""]),
+    st.sampled_from(["9", "90", "0", "", "1", "14"]),
 )
 def test_fast_path_agrees_with_general_path(digits: str, area: str, outside_line: str) -> None:
     plan = DialPlan(area_code=area, outside_line=outside_line)
