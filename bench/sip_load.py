@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # `python bench/sip_load.py` as well as `python -
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.sip_load_data import DataSet, prepare
-from bench.sip_load_procs import KamailioProxy, Proxy, ProxyStartError, UpcsProxy
+from bench.sip_load_procs import GC_LOGGER, KamailioProxy, Proxy, ProxyStartError, UpcsProxy
 from bench.sip_load_report import render, summarise_pyspy
 from bench.sip_load_step import StepSpec, run_step, wait_quiet
 
@@ -89,6 +89,7 @@ class Bench:
         self.deadline = self.t0 + mode.budget_s
         self.not_measured: list[str] = []
         self.src_dir = ""
+        self.gc_log_dir = ""  # set only for the profile step (GC_LOGGER)
 
     def left_s(self) -> float:
         return self.deadline - time.monotonic()
@@ -125,6 +126,7 @@ class Bench:
             upcs_cmd=tuple(self.args.upcs_cmd),
             extra_args=tuple(self.args.upcs_arg),
             src_dir=self.src_dir,
+            gc_log_dir=self.gc_log_dir,
         )
 
     def memory_row(self, p: Proxy, list_name: str, label: str) -> dict[str, Any]:
@@ -370,14 +372,20 @@ class Bench:
             abort_early=False,
             profile_s=self.mode.profile_s,
         )
+        gc_dir = self.workdir / "gcdiag"
+        gc_dir.mkdir(parents=True, exist_ok=True)
+        (gc_dir / "sitecustomize.py").write_text(GC_LOGGER)
+        self.gc_log_dir = str(gc_dir)
         try:
             res = self.step(holder, "upcs", rr, spec, steps)
         except ProxyStartError as e:
             return {"why": f"upcs did not start: {str(e).splitlines()[0]}"}
         finally:
+            self.gc_log_dir = ""
             live = holder.get("p")
             if live is not None:
                 live.stop()
+        gc_stats = _gc_summary(gc_dir)
         raw = res.get("profile_raw")
         if not raw or not Path(str(raw)).exists():
             log = self.workdir / "steps" / spec.label / "pyspy.log"
@@ -387,6 +395,7 @@ class Bench:
         counts = [ln for ln in log.read_text(errors="replace").splitlines() if "Samples:" in ln]
         return {
             "pyspy_counts": counts[-1].split("Samples:", 1)[1].strip() if counts else "",
+            "gc": gc_stats,
             "config": label,
             "rate": rate,
             "seconds": self.mode.profile_s,
@@ -395,6 +404,30 @@ class Bench:
             "step_summary": f"pass={res['pass']}, proxy CPU "
             f"{res.get('proxy_cpu_us_per_call')} µs/call (with py-spy attached)",
         }
+
+
+def _gc_summary(gc_dir: Path) -> dict[str, Any]:
+    """Generation 1/2 collections logged by GC_LOGGER during the profile step."""
+    rows: list[tuple[float, int, float, int, int]] = []
+    for log in sorted(gc_dir.glob("gc-*.log")):
+        for line in log.read_text().splitlines():
+            f = line.split()
+            rows.append((float(f[0]), int(f[1]), float(f[2]), int(f[3]), int(f[4])))
+    out: dict[str, Any] = {"logs": len(list(gc_dir.glob("gc-*.log")))}
+    for generation in (1, 2):
+        sel = [r for r in rows if r[1] == generation]
+        if sel:
+            out[f"gen{generation}"] = {
+                "count": len(sel),
+                "max_ms": round(max(r[2] for r in sel), 1),
+                "total_ms": round(sum(r[2] for r in sel), 1),
+                "collected": sum(r[3] for r in sel),
+            }
+    gen2 = sorted((r for r in rows if r[1] == 2), key=lambda r: r[0])
+    if gen2:
+        out["tracked_objects_first_last"] = [gen2[0][4], gen2[-1][4]]
+        out["span_s"] = round(gen2[-1][0] - gen2[0][0], 1)
+    return out
 
 
 def _machine_notes() -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "GC_LOGGER",
     "CpuSampler",
     "KamailioProxy",
     "Proxy",
@@ -43,6 +44,29 @@ UPCS_STOP_GRACE_S = 3.0
 KAM_SHM_MB = 1024  # SQLite-loaded 1M htable used 180 MB shm in the anchor; db_text peaks 868
 KAM_PKG_MB = 256  # db_sqlite has no fetch: the whole 1M-row result sits in pkg memory while loading
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024  # net.core.rmem_max on this box; see the anchor's notes
+
+
+# A sitecustomize.py for the upcs process in the profile step: Python imports it at start-up
+# when its directory is on PYTHONPATH, so the gateway's own code is untouched. It logs every
+# generation 1 and 2 collection (the stop-the-world pauses of CPython's cyclic GC) with its
+# duration and, for generation 2, how many objects the collector tracks afterwards.
+GC_LOGGER = """\
+import gc, os, time
+_start = [0.0]
+_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gc-%d.log" % os.getpid())
+def _upcs_bench_gc(phase, info):
+    if phase == "start":
+        _start[0] = time.perf_counter()
+        return
+    if info["generation"] < 1:
+        return
+    ms = (time.perf_counter() - _start[0]) * 1000.0
+    tracked = len(gc.get_objects()) if info["generation"] == 2 else -1
+    with open(_path, "a") as fh:
+        fh.write("%.3f %d %.2f %d %d\\n" % (time.time(), info["generation"], ms,
+                                             info["collected"], tracked))
+gc.callbacks.append(_upcs_bench_gc)
+"""
 
 
 class ProxyStartError(RuntimeError):
@@ -181,11 +205,14 @@ class Proxy:
 
     src_dir: str = ""  # run the project from this exported tree instead of the work tree
 
+    gc_log_dir: str = ""  # log the proxy's garbage collections here (upcs only, diagnostics)
+
     def env(self) -> dict[str, str] | None:
-        if not self.src_dir:
+        paths = [d for d in (self.gc_log_dir, self.src_dir) if d]
+        if not paths:
             return None
         # PYTHONPATH wins over the editable install's finder (appended to sys.meta_path)
-        return {**os.environ, "PYTHONPATH": self.src_dir}
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
     def start(self, log_name: str) -> float:
         """Start, wait until it answers OPTIONS; returns and records the load time (s)."""

@@ -329,6 +329,23 @@ def render(r: dict[str, Any]) -> str:
             "frame that called it, so a transport `send` frame's self time is mostly the "
             "syscall. Idle time (waiting in epoll) is not sampled.\n"
         )
+        gc = prof.get("gc") or {}
+        if gc.get("gen2") or gc.get("gen1"):
+            g2 = gc.get("gen2") or {}
+            g1 = gc.get("gen1") or {}
+            objs = gc.get("tracked_objects_first_last") or ["?", "?"]
+            w(
+                "CPython's cyclic garbage collector during the same step (logged by a "
+                "`sitecustomize` GC callback on the gateway's PYTHONPATH, profile step only): "
+                f"generation 2: {g2.get('count', 0)} collections, longest {g2.get('max_ms', 0)} "
+                f"ms, {g2.get('total_ms', 0)} ms in all, {g2.get('collected', 0)} objects "
+                f"freed; generation 1: {g1.get('count', 0)} collections, longest "
+                f"{g1.get('max_ms', 0)} ms. Objects tracked at the first and last generation-2 "
+                f"collection: {objs[0]:,} → {objs[-1]:,}. Each collection stops the event loop "
+                "for its whole duration, so it shows up directly in the latency tail.\n"
+                if isinstance(objs[0], int)
+                else f"CPython GC during the step: {gc}\n"
+            )
         w("| area (innermost project/loop frame) | share of samples % |")
         w("|---|---|")
         for k, v in sm["by_area"]:
