@@ -206,6 +206,52 @@ def render(r: dict[str, Any]) -> str:
     w("")
     w("n/m = not measured in this run (see 'What could not be measured').\n")
 
+    w("## The issue's targets, judged on this run\n")
+    if meta["mode"] != "full":
+        w("**Quick mode: 4 s steps and no search, so none of these judgements counts.**\n")
+    w("| target | RR off | RR on |")
+    w("|---|---|---|")
+
+    def target_row(name: str, fn: Any) -> None:
+        cells = []
+        for rr in ("rroff", "rron"):
+            k = cfgs.get(f"kamailio-{rr}") or {}
+            u = cfgs.get(f"upcs-{rr}") or {}
+            cells.append(fn(k, u) if u else "not run")
+        w(f"| {name} | " + " | ".join(cells) + " |")
+
+    def at_least_2000(_k: dict[str, Any], u: dict[str, Any]) -> str:
+        m = (u.get("search") or {}).get("max_confirmed_cps")
+        if m is None:
+            return "n/m"
+        return f"{'met' if m >= 2000 else 'NOT met'}: {m:,} calls/s"
+
+    def p99_within_1ms(k: dict[str, Any], u: dict[str, Any]) -> str:
+        parts = []
+        for key, name in (("blocked_403", "403"), ("proxy_added", "proxy-added")):
+            kl = (k.get("latency") or {}).get(key)
+            ul = (u.get("latency") or {}).get(key)
+            if not kl or not ul:
+                parts.append(f"{name}: n/m")
+                continue
+            d = ul["p99_ms"] - kl["p99_ms"]
+            parts.append(f"{name} {'met' if d <= 1.0 else 'NOT met'} ({d:+.2f} ms)")
+        return "; ".join(parts)
+
+    def parity(k: dict[str, Any], u: dict[str, Any]) -> str:
+        km = (k.get("search") or {}).get("max_confirmed_cps")
+        um = (u.get("search") or {}).get("max_confirmed_cps")
+        if not km or um is None:
+            return "n/m"
+        return f"{'met' if um >= km else 'NOT met'}: {um / km:.2f} × Kamailio"
+
+    target_row(
+        f"≥ 2,000 calls/s for {meta['main_s']:.0f} s with zero failures (upcs)", at_least_2000
+    )
+    target_row("p99 within 1 ms of Kamailio's at 200 calls/s", p99_within_1ms)
+    target_row("DESIGN.md: at least Kamailio's rate, same run", parity)
+    w("")
+
     w("## Memory and load time\n")
     w("| instance | list | load s | processes | sum PSS MB | sum RSS MB | shm real_used MB |")
     w("|---|---|---|---|---|---|---|")
