@@ -36,7 +36,7 @@ from sync.redisio import (
     read_tail,
     where,
 )
-from sync.state import SyncMachine, fold
+from sync.state import SyncMachine, apply_entries
 from sync.wire import Change, Keys, LogEntry, changes_args
 
 __all__ = ["MAX_CHANGES_PER_PUBLISH", "PublishError", "Publisher"]
@@ -156,8 +156,7 @@ class Publisher:
         entries = [
             LogEntry(base.version + i, c.op, c.number, c.ref) for i, c in enumerate(batch, 1)
         ]
-        adds, removes = fold(entries)
-        new = base.with_changes(adds, removes, base.version + len(batch))
+        new = apply_entries(base, entries)
         status, version = await self._publish(
             keys=[self._keys.meta, self._keys.log, key],
             args=[base.version, ttl_ms, new.checksum, *args],
