@@ -531,6 +531,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="run upcs from this git revision (exported with git archive) instead of the "
         "work tree, e.g. HEAD: other people's uncommitted edits cannot break the run",
     )
+    ap.add_argument(
+        "--render", default="", help="only re-render the markdown from a results.json of a run"
+    )
     ap.add_argument("--dbtext", action="store_true", help="Kamailio loads from db_text, not SQLite")
     ap.add_argument("--budget-min", type=float, default=None, help="override the time box")
     ap.add_argument(
@@ -541,6 +544,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        out = Path(args.out) if args.out else DEFAULT_OUT
+        out.write_text(render(saved))
+        print(f"sip_load: wrote {out} from {args.render}")
+        return 0
     mode = Mode(args.quick)
     if args.budget_min:
         mode.budget_s = args.budget_min * 60.0
@@ -595,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("memory_idle", "memory_after_latency"):
             if key in c:
                 results["memory"].append(c[key])
+        # saved as it goes: a crash later loses nothing measured so far
+        (run_dir / "partial.json").write_text(json.dumps(results, indent=1, default=str))
     for rr in rrs:
         k = results["configs"].get(f"kamailio-rr{'on' if rr else 'off'}", {})
         u = results["configs"].get(f"upcs-rr{'on' if rr else 'off'}", {})
