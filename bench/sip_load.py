@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -599,7 +600,13 @@ def main(argv: list[str] | None = None) -> int:
     for i, (kind, rr) in enumerate(configs):
         fixed = mode.latency_s + 15  # start, memory, the latency step and its overhead
         budget = (bench.left_s() - profile_reserve) / (len(configs) - i) - fixed
-        c = bench.run_config(kind, rr, max(budget, mode.min_search_s))
+        try:
+            c = bench.run_config(kind, rr, max(budget, mode.min_search_s))
+        except Exception as e:  # a harness bug must not lose the other configurations
+            (run_dir / f"error-{kind}-{rr}.txt").write_text(traceback.format_exc())
+            c = {"error": f"harness error: {e!r}"}
+            bench.not_measured.append(f"{kind} RR {'on' if rr else 'off'}: harness error {e!r}")
+            bench.log(f"  harness error, see {run_dir}: {e!r}")
         results["configs"][f"{kind}-rr{'on' if rr else 'off'}"] = c
         for key in ("memory_idle", "memory_after_latency"):
             if key in c:

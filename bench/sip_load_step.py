@@ -167,6 +167,25 @@ def _stop(proc: subprocess.Popen[bytes], sig: int, wait_s: float) -> None:
 
 
 def run_step(proxy: Proxy, data: DataSet, spec: StepSpec, root: Path) -> dict[str, object]:
+    """Run one step; whatever happens, no sipp, dumpcap or py-spy we started outlives it."""
+    spawned: list[subprocess.Popen[bytes]] = []
+    try:
+        return _run_step(proxy, data, spec, root, spawned)
+    finally:
+        for proc in spawned:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait()
+
+
+def _run_step(
+    proxy: Proxy,
+    data: DataSet,
+    spec: StepSpec,
+    root: Path,
+    spawned: list[subprocess.Popen[bytes]],
+) -> dict[str, object]:
     step_dir = root / spec.label
     step_dir.mkdir(parents=True, exist_ok=True)
     calls = int(spec.rate * spec.duration_s)
@@ -199,10 +218,13 @@ def run_step(proxy: Proxy, data: DataSet, spec: StepSpec, root: Path) -> dict[st
     proxy_drops0 = _udp_drops([proxy.listen_port])[proxy.listen_port]
     uas_out = open(step_dir / "uas.out", "wb")  # noqa: SIM115
     uas = subprocess.Popen(uas_cmd, cwd=step_dir, stdout=uas_out, stderr=subprocess.STDOUT)
+    spawned.append(uas)
     uas_out.close()
     capture = Capture(step_dir / "cap.pcap", ports) if spec.capture else None
     if capture is not None:
         capture.start()
+        if capture.proc is not None:
+            spawned.append(capture.proc)
     # the trunk must be listening before the first INVITE is forwarded
     for _ in range(100):
         if _port_bound(proxy.uas_port):
@@ -220,6 +242,7 @@ def run_step(proxy: Proxy, data: DataSet, spec: StepSpec, root: Path) -> dict[st
     uac_out = open(step_dir / "uac.out", "wb")  # noqa: SIM115
     t0 = time.monotonic()
     uac = subprocess.Popen(uac_cmd, cwd=step_dir, stdout=uac_out, stderr=subprocess.STDOUT)
+    spawned.append(uac)
     uac_out.close()
     sampler.start()
     profiler: subprocess.Popen[bytes] | None = None
@@ -234,6 +257,8 @@ def run_step(proxy: Proxy, data: DataSet, spec: StepSpec, root: Path) -> dict[st
             max_drops[port] = max(max_drops[port], d)
         if spec.profile_s > 0 and profiler is None and elapsed > 2.0 and proxy.proc is not None:
             profiler = _start_profiler(proxy.proc.pid, spec.profile_s, step_dir)
+            if profiler is not None:
+                spawned.append(profiler)
         row = _stat_row(step_dir / "uac_stat.csv")
         uas_row = _stat_row(step_dir / "uas_stat.csv")
         offered = _num(row, "OutgoingCall(C)")
