@@ -639,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         "main_s": mode.main_s,
         "upcs_workers": args.upcs_workers,
         "upcs_source": upcs_source,
+        "upcs_args": list(args.upcs_arg),
         "kam_children": args.kam_children,
         "machine": _machine_notes(),
         "run_dir": str(run_dir),

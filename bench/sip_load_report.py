@@ -445,7 +445,10 @@ def render(r: dict[str, Any]) -> str:
         f"- upcs ran with `--workers {meta.get('upcs_workers', 1)}`, Kamailio with "
         f"{meta.get('kam_children', 4)} UDP children (the anchor's setting). With one UAC "
         "socket every INVITE hashes to one upcs SO_REUSEPORT worker (gateway/workers.py says "
-        "so), so extra upcs workers cannot add throughput in this topology (one PBX)."
+        "so), so extra upcs workers cannot add throughput in this topology (one PBX). "
+        f"Extra upcs arguments: {' '.join(meta.get('upcs_args') or []) or 'none'} (by default "
+        "upcs logs one structured line per screened call at `--log-level info`, to a file "
+        "here; the Kamailio script logs nothing per call)."
     )
     w("")
     w("## What could not be measured\n")
