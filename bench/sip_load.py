@@ -237,13 +237,10 @@ class Bench:
             else:
                 hi = r
                 break
-        if lo_probe == 0:
-            out["note"] = f"no probe passed (lowest {m.probes[0]}/s)"
-            out["max_confirmed_cps"] = None
-            return out
         main_steps = 0
         passes: dict[int, int] = {}
-        cand, lo = lo_probe, 0
+        # no probe passed: start the full-length steps at half the lowest probe and go down
+        cand, lo = lo_probe or _round50(m.probes[0] / 2), 0
         while cand >= 50 and room(m.main_s) and main_steps < m.max_main_steps:
             main_steps += 1
             if run(cand, m.main_s, "main"):
@@ -251,7 +248,7 @@ class Bench:
                 passes[cand] = 1
                 break
             hi = cand
-            cand = _round50(cand * 0.75)
+            cand = min(_round50(cand * 0.75), cand - 50)  # strictly down, to 50 at least
         while (
             lo
             and hi is not None
@@ -287,7 +284,9 @@ class Bench:
                 break
             cand = cand - _resolution(cand)
         out["max_confirmed_cps"] = confirmed
-        if confirmed is None and lo:
+        if not lo:
+            out["note"] = f"no step passed (lowest tried {min(s['target_cps'] for s in steps)}/s)"
+        elif confirmed is None:
             out["note"] = f"{lo}/s passed once; no second pass within the time box"
         elif hi is None:
             out["note"] = f"no step failed up to {m.probes[-1]}/s: the maximum is higher"
