@@ -15,7 +15,15 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from blocklist import ListSnapshot, SnapshotFileError, read_snapshot_bytes
-from sync.wire import Keys, LogEntry, SiteReport, WireError, decode_entry, decode_site
+from sync.wire import (
+    Keys,
+    LogEntry,
+    SiteReport,
+    WireError,
+    decode_entry,
+    decode_flat,
+    decode_site,
+)
 
 __all__ = [
     "COMPACT_LUA",
@@ -193,11 +201,11 @@ async def read_meta(client: aioredis.Redis, keys: Keys) -> HubMeta:
 
 def decode_entries(raw: Sequence[Any] | None) -> list[LogEntry]:
     out = []
-    for entry_id, raw_fields in raw or ():
-        fields = raw_fields
-        if isinstance(fields, list):  # straight from a Lua script: [k1, v1, k2, v2, ...]
-            fields = dict(zip(fields[::2], fields[1::2], strict=True))
-        out.append(decode_entry(entry_id, fields))
+    for entry_id, fields in raw or ():
+        if isinstance(fields, list):  # raw reply (Lua script, raw XREAD): [k1, v1, k2, v2, ...]
+            out.append(decode_flat(entry_id, fields))
+        else:
+            out.append(decode_entry(entry_id, fields))
     return out
 
 

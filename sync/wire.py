@@ -21,9 +21,10 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 from blocklist import SnapshotError, e164_to_int, int_to_e164
+from blocklist.snapshot import E164_MAX_DIGITS, E164_MIN_DIGITS
 
 __all__ = [
     "MAX_IDEMPOTENCY_KEY_CHARS",
@@ -33,8 +34,11 @@ __all__ = [
     "LogEntry",
     "SiteReport",
     "WireError",
+    "changes_args",
     "decode_entry",
+    "decode_flat",
     "decode_site",
+    "encode_change",
     "encode_site",
     "entry_id",
 ]
@@ -73,9 +77,12 @@ class Change:
         return e164_to_int(self.e164)
 
 
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One decoded stream entry: `number` is the E.164 digits as an int (0 for a reset)."""
+class LogEntry(NamedTuple):
+    """One decoded stream entry: `number` is the E.164 digits as an int (0 for a reset).
+
+    A NamedTuple, not a frozen dataclass: a follower decodes ~100k of these a second, and a
+    tuple is built several times faster (frozen dataclasses set each field via object.__setattr__).
+    """
 
     version: int
     op: EntryOp
@@ -126,7 +133,9 @@ _OPS: dict[bytes, EntryOp] = {b"add": "add", b"remove": "remove", b"reset": "res
 
 def decode_entry(entry_id_raw: bytes | str, fields: Mapping[bytes, bytes]) -> LogEntry:
     """Decode one XREAD/XRANGE entry; WireError names the entry ID and the fault."""
-    raw_id = entry_id_raw.decode() if isinstance(entry_id_raw, bytes) else entry_id_raw
+    raw_id = (
+        entry_id_raw.decode("ascii", "replace") if isinstance(entry_id_raw, bytes) else entry_id_raw
+    )
     ms, _, seq = raw_id.partition("-")
     if seq != "0" or not ms.isdigit():
         raise WireError(f"log entry {raw_id}: ID is not '<version>-0'")
@@ -150,6 +159,48 @@ def decode_entry(entry_id_raw: bytes | str, fields: Mapping[bytes, bytes]) -> Lo
     if not math.isfinite(ts):
         raise WireError(f"log entry {raw_id}: ts is not finite")
     return LogEntry(version, op, number, ref, ts, checksum)
+
+
+_E164_MIN = E164_MIN_DIGITS + 1  # with the '+'
+_E164_MAX = E164_MAX_DIGITS + 1
+_FLAT_KEYS = (b"op", b"n", b"ref", b"ts")
+
+
+def decode_flat(entry_id_raw: bytes, flat: list[Any]) -> LogEntry:
+    """Decode an entry given as the raw flat field list [k1, v1, k2, v2, ...].
+
+    Fast path for the field order the publish script writes (op, n, ref, ts[, sum]); anything
+    else goes through `decode_entry`, which accepts any order. Same checks either way.
+    """
+    if (
+        len(flat) in (8, 10)
+        and (flat[0], flat[2], flat[4], flat[6]) == _FLAT_KEYS
+        and (len(flat) == 8 or flat[8] == b"sum")
+        and entry_id_raw.endswith(b"-0")
+    ):
+        op = _OPS.get(flat[1])
+        n: bytes = flat[3]
+        ms = entry_id_raw[:-2]
+        if (
+            op is not None
+            and op != "reset"
+            and ms.isdigit()
+            and _E164_MIN <= len(n) <= _E164_MAX
+            and n[0] == 43  # '+'
+            and n[1] != 48  # '0': no country code starts with zero
+            and n[1:].isdigit()
+        ):
+            try:
+                ts = float(flat[7])
+                ref = flat[5].decode() if flat[5] else ""
+                checksum = flat[9].decode("ascii") if len(flat) == 10 else None
+            except (ValueError, UnicodeDecodeError):
+                raise WireError(f"log entry {entry_id_raw!r}: bad ts, ref or sum field") from None
+            if math.isfinite(ts):
+                return LogEntry(int(ms), op, int(n[1:]), ref, ts, checksum)
+    if len(flat) % 2:
+        raise WireError(f"log entry {entry_id_raw!r}: odd number of field names and values")
+    return decode_entry(entry_id_raw, dict(zip(flat[::2], flat[1::2], strict=True)))
 
 
 def encode_change(change: Change) -> tuple[str, str, str]:
