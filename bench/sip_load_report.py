@@ -373,7 +373,9 @@ def render(r: dict[str, Any]) -> str:
             "py-spy sees Python frames only: time in C (the event loop's epoll and dispatch, "
             "the `sendto`/`recvfrom` syscalls, pyroaring) is charged to the innermost Python "
             "frame that called it, so a transport `send` frame's self time is mostly the "
-            "syscall. Idle time (waiting in epoll) is not sampled.\n"
+            "syscall. A garbage collection is charged to whichever frame's allocation "
+            "triggered it (often a trivial one, e.g. a generator), and `_upcs_bench_gc` is the "
+            "bench's own GC logger. Idle time (waiting in epoll) is not sampled.\n"
         )
         gc = prof.get("gc") or {}
         if gc.get("gen2") or gc.get("gen1"):
