@@ -9,7 +9,8 @@ number is barred.
 Scope notes: the RFC 3966 form is screened as the gateway hands it over, the `tel:` scheme
 already removed by the SIP layer. The national form is tested for GB numbers (the prisons' plan)
 and for other regions where national dialling is the trunk prefix plus the national number;
-regions whose national format inserts carrier or mobile codes (e.g. Argentina's "15") are dialled
+regions whose national format inserts carrier or mobile codes (e.g. Argentina's "15"), and national
+numbers that begin with their country's international prefix (Norway's "00000"), are dialled
 internationally only, as a UK prison would dial them.
 """
 
@@ -108,6 +109,10 @@ def national_plan_and_forms(region: str, number: PhoneNumber) -> tuple[DialPlan,
     digits = "".join(ch for ch in national if ch.isdigit())
     nsn = phonenumbers.national_significant_number(number)
     if digits not in (plan.trunk_prefix + nsn, nsn) or not digits:
+        return plan, []
+    if digits.startswith(plan.international_prefix):
+        # e.g. Norway's 5-digit "00000": a national number that starts with the international
+        # prefix is ambiguous to any reader; the screener refuses it (invalid), which is safe.
         return plan, []
     forms = [national, digits, *(p + national for p in UK_PRISON_PREFIXES[1:4])]
     if region == "GB":
