@@ -40,9 +40,10 @@ SHED_BACKLOG_HIGH_BYTES = 2 * 1024 * 1024
 SHED_BACKLOG_LOW_BYTES = 256 * 1024
 # How often the backlog is read: a few times per T1, for ~50 µs each (one small /proc read).
 SHED_WINDOW_S = 0.1
-# Shedding ratio steps per window: up fast (a backlog only grows while overloaded), down slowly
-# (probe capacity back without falling straight into overload again).
-SHED_STEP_UP = 0.2
+# Shedding ratio steps per window. Up only while the backlog is high *and still growing* (a
+# shrinking queue means enough is being refused already: stepping further would refuse calls
+# the gateway could carry, as measured here), down slowly to probe capacity back.
+SHED_STEP_UP = 0.1
 SHED_STEP_DOWN = 0.05
 # INVITEs remembered for retransmission checks: 64*T1 = 32 s, Timer B (RFC 3261 §17.1.1.2),
 # after which no PBX retransmits an INVITE.
@@ -73,9 +74,9 @@ def udp_backlog_bytes(inodes: set[int]) -> int | None:
 class LoadMeter:
     """Receive backlog, read once per window, turned into a shedding ratio.
 
-    Above the high mark the share of new INVITEs refused grows by `SHED_STEP_UP` per window;
-    under the low mark it shrinks by `SHED_STEP_DOWN`; in between it holds. So the gateway
-    settles on refusing about the excess, not everything, and does not flap.
+    Above the high mark, while the backlog is not shrinking, the share of new INVITEs refused
+    grows by `SHED_STEP_UP` per window; under the low mark it shrinks by `SHED_STEP_DOWN`;
+    otherwise it holds. So the gateway settles on refusing about the excess, not everything.
     """
 
     __slots__ = ("_credit", "_high", "_low", "last_backlog", "shed_ratio")
@@ -107,9 +108,10 @@ class LoadMeter:
 
     def update(self, backlog_bytes: int) -> bool:
         """Take one backlog reading; True when the overloaded state changed (caller logs it)."""
-        self.last_backlog = backlog_bytes
         was = self.overloaded
-        if backlog_bytes >= self._high:
+        growing = backlog_bytes >= self.last_backlog
+        self.last_backlog = backlog_bytes
+        if backlog_bytes >= self._high and growing:
             self.shed_ratio = min(1.0, self.shed_ratio + SHED_STEP_UP)
         elif backlog_bytes <= self._low:
             self.shed_ratio = max(0.0, self.shed_ratio - SHED_STEP_DOWN)
