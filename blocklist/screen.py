@@ -165,9 +165,10 @@ def _international(number: str, out: list[str]) -> None:
 
 # Candidates are pre-screened by their first digits: a few range counts on the bitmap per
 # five-digit head, cached per snapshot, replace most lookups of speculative readings. The cache
-# is bounded (every head, 10**5, fits) and starts afresh with each snapshot.
+# starts afresh with each snapshot and stops growing at _MAX_NEARS heads (a few MB at most, so
+# dialling random numbers cannot grow it without bound); heads past that are counted each time.
 _NEAR_DIGITS = 5
-_MAX_NEARS = 10**_NEAR_DIGITS
+_MAX_NEARS = 1 << 14
 
 # The table entry for a head that names no country code: no candidate is ever long enough.
 _NO_NUMBER: tuple[int, tuple[int, ...]] = (sys.maxsize, ())
