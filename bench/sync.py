@@ -60,8 +60,11 @@ NAIVE_POLL_S = 1.0  # the naive design: every gateway re-downloads the snapshot 
 
 
 def uk_like(count: int, rng: random.Random) -> list[int]:
-    """Seeded random UK mobiles (+44 7xxx xxxxxx) as E.164 integers."""
-    return [447000000000 + rng.randrange(0, 1_000_000_000) for _ in range(count)]
+    """`count` distinct seeded random UK mobiles (+44 7xxx xxxxxx) as E.164 integers."""
+    out: set[int] = set()
+    while len(out) < count:
+        out.update(447000000000 + rng.randrange(0, 1_000_000_000) for _ in range(count - len(out)))
+    return sorted(out)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -188,8 +191,16 @@ class Workers:
             self.procs.append((subprocess.Popen(cmd, cwd=ROOT), out))
             first += n
 
-    def stop(self) -> tuple[dict[str, list[tuple[int, float]]], int, float]:
-        before = os.times()
+    def cpu_s(self) -> float:
+        """CPU seconds the workers have used so far (Linux /proc; utime + stime)."""
+        total = 0
+        for proc, _ in self.procs:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> tuple[dict[str, list[tuple[int, float]]], int]:
         for proc, _ in self.procs:
             proc.send_signal(signal.SIGTERM)
         records: dict[str, list[tuple[int, float]]] = {}
@@ -199,12 +210,8 @@ class Workers:
             data = json.loads(out.read_text())
             records.update({k: [tuple(x) for x in v] for k, v in data["records"].items()})
             total_bytes += data["bytes"]
-        after = os.times()
-        cpu = (after.children_user + after.children_system) - (
-            before.children_user + before.children_system
-        )
         shutil.rmtree(self.dir, ignore_errors=True)
-        return records, total_bytes, cpu
+        return records, total_bytes
 
 
 # -- phases ------------------------------------------------------------------------------------
@@ -240,8 +247,10 @@ def latencies(
     return out
 
 
-async def phase_latency(url: str, size: int, args: argparse.Namespace, mode: str) -> dict[str, Any]:
-    prefix = f"bench-{mode}-{size}"
+async def phase_latency(
+    url: str, size: int, args: argparse.Namespace, *, mode: str, followers: int, procs: int
+) -> dict[str, Any]:
+    prefix = f"bench-{mode}-{size}-{followers}"
     client = aioredis.Redis.from_url(url)
     rng = random.Random(SEED + size)
     base = ListSnapshot(FrozenBitMap64(uk_like(size, rng)), 0)
@@ -253,15 +262,16 @@ async def phase_latency(url: str, size: int, args: argparse.Namespace, mode: str
         v0 = 1
         current = ListSnapshot(base.bitmap, v0, base.checksum, base.lengths)
         await client.set(naive_key, snapshot_to_bytes(current))
-    workers = Workers(url, prefix, mode, args.followers, args.procs)
+    workers = Workers(url, prefix, mode, followers, procs)
     try:
-        await wait_sites(client, prefix, mode, args.followers, v0)
+        await wait_sites(client, prefix, mode, followers, v0)
         await asyncio.sleep(1.5)  # let start-up settle (reports, first polls)
         changes = args.changes if mode == "sync" else args.naive_changes
         interval = 1.0 / args.rate_hz
         published: dict[int, float] = {}
         pool = [f"+4477009{n:05d}" for n in range(100_000)]  # distinct from the base mobiles
         started = time.time()
+        cpu0 = workers.cpu_s()
         for i in range(changes):
             t0 = time.time()
             number = pool[rng.randrange(len(pool))]
@@ -273,11 +283,12 @@ async def phase_latency(url: str, size: int, args: argparse.Namespace, mode: str
                 await client.set(naive_key, snapshot_to_bytes(current))
             published[version] = t0
             await asyncio.sleep(max(0.0, interval - (time.time() - t0)))
-        await wait_sites(client, prefix, mode, args.followers, max(published))
+        await wait_sites(client, prefix, mode, followers, max(published))
         duration = time.time() - started
+        cpu = workers.cpu_s() - cpu0
         await asyncio.sleep(0.2)
     finally:
-        records, total_bytes, cpu = workers.stop()
+        records, total_bytes = workers.stop()
         keys = [k async for k in client.scan_iter(match=f"*{prefix}*")]
         if keys:
             await client.delete(*keys)
@@ -287,7 +298,8 @@ async def phase_latency(url: str, size: int, args: argparse.Namespace, mode: str
         "mode": mode, "size": size, "followers": len(records), "changes": len(published),
         "p50_ms": percentile(lat, 0.50) * 1000, "p99_ms": percentile(lat, 0.99) * 1000,
         "max_ms": max(lat) * 1000, "bytes_per_s": total_bytes / duration,
-        "follower_cpu_s_per_change": cpu / max(1, len(published)),
+        "follower_cpu_ms_per_change": cpu * 1000 / max(1, len(published)),
+        "duration_s": duration,
         "snapshot_bytes": len(snapshot_to_bytes(base)),
     }  # fmt: skip
 
@@ -402,7 +414,7 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall_s: float) -> 
         "## Propagation latency, publish -> applied at every follower",
         "",
         "| design | list size | followers | changes | p50 ms | p99 ms | max ms | "
-        "bytes/s from Redis | follower CPU s/change |",
+        "bytes/s from Redis | followers' CPU ms per change (all followers) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["latency"]:
@@ -411,7 +423,7 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall_s: float) -> 
         lines.append(
             f"| {design} | {r['size']:,} | {r['followers']} | {r['changes']} | "
             f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | {bps} | "
-            f"{r['follower_cpu_s_per_change']:.3f} |"
+            f"{r['follower_cpu_ms_per_change']:.0f} |"
         )
     t = results["throughput"]
     rs = results["resync"]
@@ -444,8 +456,12 @@ async def run(args: argparse.Namespace) -> str:
         await server.wait_ready()
         sizes = [int(s) for s in args.sizes.split(",")]
         for size in sizes:
-            for mode in ("sync", "naive"):
-                r = await phase_latency(server.url, size, args, mode)
+            runs = [("sync", 1, 1), ("sync", args.followers, args.procs)]
+            runs.append(("naive", args.followers, args.procs))
+            for mode, followers, procs in runs:
+                r = await phase_latency(
+                    server.url, size, args, mode=mode, followers=followers, procs=procs
+                )
                 print(json.dumps(r), flush=True)
                 results["latency"].append(r)
         results["throughput"] = await phase_throughput(server.url, max(sizes), args.backlog)
