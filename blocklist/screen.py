@@ -306,8 +306,10 @@ class Screener:
                 return self._check_parsed(None, dialled)
             if dialled.startswith(intl):
                 candidate = dialled[len(intl) :]
-                if not candidate.startswith(cc) or (
-                    self._cc_trunk and candidate.startswith(self._cc_trunk)
+                if (
+                    len(candidate) <= self._never_long
+                    or not candidate.startswith(cc)
+                    or (self._cc_trunk and candidate.startswith(self._cc_trunk))
                 ):
                     return self._check_parsed(None, dialled)
             else:

@@ -263,6 +263,16 @@ def test_never_block_extra_from_the_dial_plan() -> None:
     assert s.never_block.matches_e164(LEEDS[1:])
 
 
+def test_never_block_wins_over_a_barred_prefix_in_every_form() -> None:
+    # An operator's never-block number whose first 12 digits are a barred number: rule 1 says
+    # the never-block number is allowed, whichever way it is written (fast paths included).
+    plan = DialPlan(never_block_extra=("+44 113 496 0999 1",))
+    s = screener(plan, barred=("+441134960999",))
+    for dialled in ("+4411349609991", "004411349609991", "011349609991", "0113 4960 9991"):
+        assert s.check(dialled) == CheckResult(Verdict.ALLOWED), dialled
+    assert s.check("+44113496099912").matched_e164 == "+441134960999"  # not the helpline
+
+
 def test_speculative_helpline_reading_does_not_hide_a_barred_number() -> None:
     # In Leeds (7-digit local numbers) "800 1111" dialled locally is 0113 800 1111; reading it as
     # 0800 1111 without its trunk 0 is speculative and must not let the barred number through.
