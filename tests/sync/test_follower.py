@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from pyroaring import FrozenBitMap64
 
+import sync.follower as sync_follower
 from blocklist import ListHolder, ListSnapshot, read_snapshot, write_snapshot
 from sync import (
     Backoff,
@@ -286,3 +287,25 @@ async def test_cancel_at_any_moment_always_stops(
         done, _ = await asyncio.wait({task}, timeout=2.0)
         assert done, f"follower {i} ignored its cancellation"
         assert task.cancelled()
+
+
+async def test_big_list_path_applies_off_the_loop(
+    rclient: aioredis.Redis,
+    prefix: str,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The thread path used for big lists gives the same result (forced here for a small one)."""
+    monkeypatch.setattr(sync_follower, "THREAD_APPLY_MIN_ENTRIES", 0)
+    sync = SyncConfig(key_prefix=prefix, compact_every_versions=10, retain_versions=2)
+    pub = Publisher(rclient, sync)
+    for k in range(25):
+        await pub.publish([Change("add" if k % 5 else "remove", mobile(k % 9))])
+    holder = ListHolder(ListSnapshot.empty())
+    follower = RedisFollower(redis_url, "big", holder, tmp_path / "big.snap", fast(sync))
+    async with running(follower):
+        await wait_for(lambda: in_step(follower, pub), what="resync via thread")
+        await pub.publish([Change("add", mobile(100)), Change("remove", mobile(1))])
+        await wait_for(lambda: in_step(follower, pub), what="apply via thread")
+        assert pub.mirror is not None and holder.current.checksum == pub.mirror.checksum
