@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from pyroaring import BitMap64
+from pyroaring import BitMap64, FrozenBitMap64
 
 from blocklist import ListSnapshot, SnapshotError
 from sync.wire import LogEntry
@@ -41,6 +41,9 @@ __all__ = [
 # there means trimmed or lost entries and the adapter resyncs at once; the bound only stops a
 # misbehaving source from growing memory without limit (10k entries ~ 2 MB of Python objects).
 MAX_PENDING_ENTRIES = 10_000
+# Up to this many changes in a batch, the digit lengths of the new list are derived from the old
+# list's instead of rescanned (str() per change costs more than the scan beyond ~100 changes).
+INCREMENTAL_LENGTHS_MAX = 64
 
 
 class HubBehindError(RuntimeError):
@@ -96,7 +99,23 @@ def apply_entries(base: ListSnapshot, run: Sequence[LogEntry]) -> ListSnapshot:
         bitmap = bitmap | BitMap64(adds)
     if removes:
         bitmap = bitmap - BitMap64(removes)
-    return ListSnapshot(bitmap, version)
+    return ListSnapshot(bitmap, version, lengths=_lengths_after(base, bitmap, adds, removes))
+
+
+def _lengths_after(
+    base: ListSnapshot, bitmap: FrozenBitMap64, adds: list[int], removes: list[int]
+) -> frozenset[int]:
+    """The exact digit lengths present after a small batch, from the base's (else empty: the
+    snapshot computes them). Scanning every length costs ~0.2 ms per swap at 10k entries,
+    a tenth of a one-change apply; a small batch only needs its own lengths checked."""
+    if len(adds) + len(removes) > INCREMENTAL_LENGTHS_MAX or not base.lengths:
+        return frozenset()
+    lengths = set(base.lengths)
+    lengths.update(len(str(n)) for n in adds)
+    for n_digits in {len(str(n)) for n in removes} & lengths:
+        if not bitmap.range_cardinality(10 ** (n_digits - 1), 10**n_digits):
+            lengths.discard(n_digits)
+    return frozenset(lengths)
 
 
 class SyncMachine:

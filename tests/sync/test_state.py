@@ -186,4 +186,5 @@ def test_any_batching_and_reordering_matches_one_by_one(
         m.receive(batch)
     assert m.gap is None and m.version == len(entries)
     assert numbers(m.current) == expected
+    assert m.current.lengths == ListSnapshot(m.current.bitmap, 1).lengths  # exact, not a guess
     assert m.current.checksum == snap([BASE + n for n in expected], 1).checksum
