@@ -70,6 +70,7 @@ class CheckResult(NamedTuple):
 _ALLOWED = CheckResult(Verdict.ALLOWED)
 _INVALID = CheckResult(Verdict.INVALID)
 _BLOCKED = Verdict.BLOCKED
+_ALLOWED_VERDICT = Verdict.ALLOWED
 _new_result = tuple.__new__  # CheckResult without the generated __new__'s argument handling
 
 
@@ -354,7 +355,12 @@ class Screener:
 
     def screen(self, dialled: str) -> str:
         """The verdict as a plain string, the form `gateway.sip` is injected with."""
-        return self.check(dialled).verdict.value
+        # Identity tests, not `.verdict.value`: an Enum's value is a descriptor lookup that cost
+        # more than the national fast path's own lookup when measured (Python 3.11).
+        verdict = self.check(dialled)[0]
+        if verdict is _ALLOWED_VERDICT:
+            return "allowed"
+        return "blocked" if verdict is _BLOCKED else "invalid"
 
     def _after_prefix(self, dialled: str) -> CheckResult:
         """Digits behind one dial prefix, in national form ("9 07...", "141 07..."): the general

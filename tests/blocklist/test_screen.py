@@ -156,6 +156,7 @@ ALLOWED = [
 @pytest.mark.parametrize("dialled", ALLOWED)
 def test_not_barred_is_allowed(dialled: str) -> None:
     assert screener().check(dialled) == CheckResult(Verdict.ALLOWED)
+    assert screener().screen(dialled) == "allowed"
 
 
 INVALID = [
