@@ -363,22 +363,29 @@ class Screener:
         return "blocked" if verdict is _BLOCKED else "invalid"
 
     def _after_prefix(self, dialled: str) -> CheckResult:
-        """Digits behind one dial prefix, in national form ("9 07...", "141 07..."): the general
-        path specialised to its readings -- the national number, and the whole string read as a
-        local, national-without-0 or international-without-00 number (tests check they agree)."""
-        prefix = ""
-        for p in self._prefixes[dialled[0]]:
-            if dialled.startswith(p):
-                if prefix:
-                    return self._check_parsed(None, dialled)  # two prefixes could apply
-                prefix = p
-        rest = dialled[len(prefix) :]
+        """Digits behind stacked dial prefixes, in national form ("9 07...", "9 141 07..."), when
+        exactly one prefix applies at each step: the general path specialised to its readings --
+        the national number, and each prefixed string read as a local, national-without-0 or
+        international-without-00 number (tests check they agree)."""
+        prefixes = self._prefixes
+        prefixed: list[str] = []  # the variants that still start with a prefix, outermost first
+        rest = dialled
+        while rest[:1] in prefixes:
+            prefix = ""
+            for p in prefixes[rest[0]]:
+                if rest.startswith(p):
+                    if prefix:
+                        return self._check_parsed(None, dialled)  # two prefixes could apply
+                    prefix = p
+            if not prefix or len(prefixed) + 1 >= MAX_PREFIX_VARIANTS:
+                return self._check_parsed(None, dialled)
+            prefixed.append(rest)
+            rest = rest[len(prefix) :]
         trunk, cc = self._trunk, self._cc
         if (
-            not prefix
+            not prefixed
             or not rest.startswith(trunk)
             or rest.startswith(self._intl)
-            or rest[:1] in self._prefixes
             or len(rest) <= self._never_long
         ):
             return self._check_parsed(None, dialled)
@@ -386,14 +393,16 @@ class Screener:
         if len(candidate) <= self._never_long:
             return self._check_parsed(None, dialled)
         readings = [candidate]
-        if self._area:
-            readings.append(cc + self._area + dialled)
-        readings.append(cc + dialled)
-        readings.append(dialled)
-        head_trunk = _CC_TRUNK_BY_HEAD.get(dialled[:3])
-        if head_trunk is not None and dialled.startswith(head_trunk[1], len(head_trunk[0])):
-            code, code_trunk = head_trunk
-            readings.append(code + dialled[len(code) + len(code_trunk) :])
+        area = self._area
+        for v in prefixed:
+            if area:
+                readings.append(cc + area + v)
+            readings.append(cc + v)
+            readings.append(v)
+            head_trunk = _CC_TRUNK_BY_HEAD.get(v[:3])
+            if head_trunk is not None and v.startswith(head_trunk[1], len(head_trunk[0])):
+                code, code_trunk = head_trunk
+                readings.append(code + v[len(code) + len(code_trunk) :])
         return self._lookup(readings)
 
     def _check_parsed(self, head: str | None, digits: str) -> CheckResult:
