@@ -163,6 +163,9 @@ async def naive_poller(
     await asyncio.sleep(random.uniform(0, NAIVE_POLL_S))  # gateways are not in lockstep
     try:
         while True:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # redis-py may swallow it (see follower)
+                raise asyncio.CancelledError
             started = time.monotonic()
             data = await client.get(key)
             if isinstance(data, bytes):
@@ -206,7 +209,12 @@ class Workers:
         records: dict[str, list[tuple[int, float]]] = {}
         total_bytes = 0
         for proc, out in self.procs:
-            proc.wait(timeout=60)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # by PID; its results are lost and the run is void
+                proc.wait()
+                raise SystemExit(f"bench/sync.py: worker {proc.pid} ignored SIGTERM") from None
             data = json.loads(out.read_text())
             records.update({k: [tuple(x) for x in v] for k, v in data["records"].items()})
             total_bytes += data["bytes"]
