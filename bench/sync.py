@@ -1,6 +1,6 @@
 """Benchmark hub -> prison sync against a real redis-server (AOF, appendfsync always).
 
-    python -m bench.sync [--followers 50] [--procs 5] [--sizes 10000,1000000] [--out FILE]
+    python -m bench.sync [--followers 50] [--procs 5] [--sizes 1000,10000,1000000] [--out FILE]
 
 (Run it as a module from the repository root: as a script, bench/sync.py would shadow the `sync`
 package it measures.)
@@ -490,8 +490,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--followers", type=int, default=50)
     parser.add_argument("--procs", type=int, default=5, help="worker processes for followers")
-    parser.add_argument("--sizes", default="10000,1000000", help="list sizes, comma separated")
-    parser.add_argument("--changes", type=int, default=100, help="changes in the sync phase")
+    parser.add_argument("--sizes", default="1000,10000,1000000", help="list sizes, comma separated")
+    parser.add_argument("--changes", type=int, default=60, help="changes in the sync phase")
     parser.add_argument("--naive-changes", type=int, default=20)
     parser.add_argument("--rate-hz", type=float, default=4.0, help="publishes per second")
     parser.add_argument("--backlog", type=int, default=100_000, help="throughput backlog")
