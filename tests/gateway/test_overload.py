@@ -22,14 +22,17 @@ from gateway.transport.overload import (
 from tests.gateway.harness import UdpPeer, header, sip_request, write_demo_snapshot
 
 
-def test_meter_ratio_rises_fast_falls_slowly_and_spreads_refusals() -> None:
-    meter = LoadMeter(high_bytes=1000, low_bytes=100)
+def test_meter_ratio_rises_while_the_backlog_grows_and_falls_slowly() -> None:
+    meter = LoadMeter(high_bytes=1600, low_bytes=100)
     assert not meter.overloaded and not meter.should_shed()
     assert meter.update(5000) is True  # overload starts
     assert meter.shed_ratio == SHED_STEP_UP
-    assert meter.update(500) is False and meter.shed_ratio == SHED_STEP_UP  # between marks: hold
-    for _ in range(10):
-        meter.update(5000)
+    assert meter.update(5000) is False and meter.shed_ratio == SHED_STEP_UP  # high but steady
+    assert meter.update(4000) is False and meter.shed_ratio == SHED_STEP_UP  # high, shrinking
+    backlog = 4000
+    for _ in range(20):
+        backlog += 1000  # growing by more than high/16 each window
+        meter.update(backlog)
     assert meter.shed_ratio == 1.0
     meter.update(50)
     assert meter.shed_ratio == 1.0 - SHED_STEP_DOWN
@@ -107,14 +110,21 @@ async def test_gateway_sheds_new_invites_but_not_calls_in_progress(tmp_path: Pat
         await pbx.recv_status(100)
         await trunk.recv()  # forwarded before the overload
 
-        for _ in range(5):
-            gw.load_meter.update(10**9)
+        for i in range(1, 12):
+            gw.load_meter.update(i * 10**9)  # a backlog growing window after window
         assert gw.load_meter.shed_ratio == 1.0
         new = sip_request("INVITE", "07700900992", addr, pbx.addr, call_id="new",
                           branch="z9hG4bK-new")  # fmt: skip
         pbx.send(new, addr)
         shed = await pbx.recv_status(503)
         assert header(shed, "Call-ID") == "new" and header(shed, "Retry-After") == "11"
+        ack = sip_request("ACK", "07700900992", addr, pbx.addr, call_id="new",
+                          branch="z9hG4bK-new").replace(
+            b"To: <sip:07700900992@" + f"{addr[0]}:{addr[1]}>".encode(),
+            b"To: " + (header(shed, "To") or "").encode(),
+        )  # fmt: skip
+        assert b";tag=shed" in ack
+        pbx.send(ack, addr)  # hop by hop: absorbed by the gateway, never forwarded
 
         # The call already in the core is not shed: its retransmission is absorbed there.
         pbx.send(early, addr)
