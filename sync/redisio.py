@@ -46,10 +46,12 @@ __all__ = [
 TAIL_PAGE_ENTRIES = 10_000
 
 # Errors that mean "Redis is not there right now": retry with backoff (BusyLoadingError, raised
-# while a restarted Redis reloads its AOF, is a ConnectionError).
+# while a restarted Redis reloads its AOF, is a ConnectionError; ReadOnlyError is a client still
+# talking to a demoted master during a Sentinel failover).
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
     ConnectionError,
     TimeoutError,
     OSError,
