@@ -47,6 +47,7 @@ def test_config_section_supplies_everything() -> None:
         "max_list_age_s": 600,
         "t1_s": 0.25,
         "retry_after_s": 7,
+        "shed_backlog_bytes": 0,
     }
     s = resolve_settings(CliGatewayArgs(), section)
     assert s.snapshot_path == Path("/var/lib/upcs/list.snap")
@@ -59,6 +60,7 @@ def test_config_section_supplies_everything() -> None:
     assert s.max_list_age_s == 600.0
     assert s.timers_s == {"t1_s": 0.25}
     assert s.retry_after_s == 7
+    assert s.shed_backlog_bytes == 0  # overload shedding off
 
 
 def test_flags_override_config() -> None:
@@ -89,6 +91,7 @@ def test_flags_override_config() -> None:
         (BASE, {"record_route": "yes"}, "[gateway] record_route"),
         (BASE, {"t1_s": True}, "[gateway] t1_s"),
         (BASE, {"t1_s": 0}, "[gateway] t1_s"),
+        (BASE, {"shed_backlog_bytes": -1}, "[gateway] shed_backlog_bytes"),
         (_args(listen=()), {"listen": 5060}, "[gateway] listen"),
     ],
 )
