@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 import redis.asyncio as aioredis
@@ -68,8 +69,9 @@ async def test_same_idempotency_key_adds_nothing(rclient: aioredis.Redis, prefix
 
 
 async def test_concurrent_publishers_leave_no_holes(
-    rclient: aioredis.Redis, prefix: str, redis_url: str
+    rclient: aioredis.Redis, prefix: str, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="upcs.sync.publisher")
     config = SyncConfig(key_prefix=prefix, compact_every_versions=70, retain_versions=5)
     clients = [aioredis.Redis.from_url(redis_url) for _ in range(3)]
     pubs = [Publisher(c, config) for c in clients]
@@ -87,6 +89,8 @@ async def test_concurrent_publishers_leave_no_holes(
             await c.aclose()
     versions = sorted(v for r in results for v in r)
     assert versions == list(range(1, 121))  # every publish its own version, no holes
+    # The interleaving really made publishers lose the race and catch up from the log.
+    assert any("sync.publish_conflict" in r.getMessage() for r in caplog.records)
     # The hub's snapshot + log replay to exactly the 120 numbers, with the checksum stamped last.
     snap, head, tail = await fetch_snapshot_and_tail(rclient, Keys(prefix))
     m = SyncMachine(snap)
