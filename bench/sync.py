@@ -279,6 +279,7 @@ async def phase_latency(
         published: dict[int, float] = {}
         pool = [f"+4477009{n:05d}" for n in range(100_000)]  # distinct from the base mobiles
         started = time.time()
+        load0 = os.getloadavg()[0]
         cpu0 = workers.cpu_s()
         for i in range(changes):
             t0 = time.time()
@@ -294,6 +295,7 @@ async def phase_latency(
         await wait_sites(client, prefix, mode, followers, max(published))
         duration = time.time() - started
         cpu = workers.cpu_s() - cpu0
+        sites = await read_sites(client, Keys(prefix)) if mode == "sync" else []
         await asyncio.sleep(0.2)
     finally:
         records, total_bytes = workers.stop()
@@ -302,7 +304,14 @@ async def phase_latency(
             await client.delete(*keys)
         await client.aclose()
     lat = latencies(published, records)
+    worst = sorted(
+        (statistics.median(latencies(published, {s: r})), s) for s, r in records.items()
+    )[-1]
     return {
+        "load_1min": f"{load0:.1f}->{os.getloadavg()[0]:.1f}",
+        "reconnects": sum(s.reconnects for s in sites),
+        "resyncs_after_start": sum(s.resyncs for s in sites) - len(sites),
+        "worst_follower_median_ms": worst[0] * 1000,
         "mode": mode, "size": size, "followers": len(records), "changes": len(published),
         "p50_ms": percentile(lat, 0.50) * 1000, "p99_ms": percentile(lat, 0.99) * 1000,
         "max_ms": max(lat) * 1000, "bytes_per_s": total_bytes / duration,
@@ -422,8 +431,9 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall_s: float) -> 
         "## Propagation latency, publish -> applied at every follower",
         "",
         "| design | list size | followers | changes | p50 ms | p99 ms | max ms | "
-        "bytes/s from Redis | followers' CPU ms per change (all followers) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "bytes/s from Redis | followers' CPU ms per change (all followers) | "
+        "worst follower's median ms | reconnects / resyncs | load avg (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["latency"]:
         design = "log + snapshot (sync)" if r["mode"] == "sync" else "naive: full GET each 1 s"
@@ -431,7 +441,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall_s: float) -> 
         lines.append(
             f"| {design} | {r['size']:,} | {r['followers']} | {r['changes']} | "
             f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | {bps} | "
-            f"{r['follower_cpu_ms_per_change']:.0f} |"
+            f"{r['follower_cpu_ms_per_change']:.0f} | {r['worst_follower_median_ms']:.1f} | "
+            f"{r['reconnects']} / {r['resyncs_after_start']} | {r['load_1min']} |"
         )
     t = results["throughput"]
     rs = results["resync"]
