@@ -438,11 +438,12 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall_s: float) -> 
     for r in results["latency"]:
         design = "log + snapshot (sync)" if r["mode"] == "sync" else "naive: full GET each 1 s"
         bps = f"{r['bytes_per_s']:,.0f}" if r["mode"] == "naive" else "(deltas only)"
+        events = f"{r['reconnects']} / {r['resyncs_after_start']}" if r["mode"] == "sync" else "n/a"
         lines.append(
             f"| {design} | {r['size']:,} | {r['followers']} | {r['changes']} | "
             f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | {bps} | "
             f"{r['follower_cpu_ms_per_change']:.0f} | {r['worst_follower_median_ms']:.1f} | "
-            f"{r['reconnects']} / {r['resyncs_after_start']} | {r['load_1min']} |"
+            f"{events} | {r['load_1min']} |"
         )
     t = results["throughput"]
     rs = results["resync"]
