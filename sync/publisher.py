@@ -39,7 +39,7 @@ from sync.redisio import (
 from sync.state import SyncMachine, apply_entries
 from sync.wire import Change, Keys, LogEntry, changes_args
 
-__all__ = ["MAX_CHANGES_PER_PUBLISH", "PublishError", "Publisher"]
+__all__ = ["MAX_CHANGES_PER_PUBLISH", "MIN_ATTEMPT_S", "PublishError", "Publisher"]
 
 log = logging.getLogger("upcs.sync.publisher")
 
@@ -48,6 +48,9 @@ DEFAULT_SYNC_CONFIG = SyncConfig()
 # One publish is one Lua script: Redis serves nobody else while it runs. 10k XADDs take ~10 ms;
 # anything larger is a whole-list replacement and belongs in `publish_snapshot`.
 MAX_CHANGES_PER_PUBLISH = 10_000
+# The least time one attempt gets, even past the deadline: a healthy Redis answers in ms, and a
+# 1M-list replacement (2 MB) in well under this.
+MIN_ATTEMPT_S = 1.0
 
 
 class PublishError(RuntimeError):
@@ -128,7 +131,12 @@ class Publisher:
         attempt = 0
         while True:
             try:
-                result = await attempt_fn()
+                # Bound each attempt too: the caller's client may carry its own retry policy
+                # (redis-py's default retries with backoff for seconds). A timed-out attempt is
+                # unacknowledged; its retry, now or by the caller, reuses the idempotency key.
+                budget = max(deadline - loop.time(), MIN_ATTEMPT_S)
+                async with asyncio.timeout(budget):
+                    result = await attempt_fn()
             except REDIS_ERRORS as exc:
                 if loop.time() >= deadline:
                     raise PublishError(
