@@ -13,10 +13,11 @@ import secrets
 import urllib.parse
 from dataclasses import dataclass
 
-from gateway.sip.message import Header, Message, parse_message
+from gateway.sip import Message, parse_message
 
 __all__ = ["CallResult", "DemoPhone", "DemoTrunk", "escape_user"]
 
+Header = tuple[str, str, str]  # (lower-case key, name as written, value), as gateway.sip keeps them
 # RFC 3261 §25.1: user = 1*( unreserved / escaped / user-unreserved ); everything else escaped.
 _USER_SAFE = "-_.!~*'()&=+$,;?/"
 DEMO_T1_S = 0.5  # RFC 3261 §17.1.1.1: retransmit an unanswered INVITE after T1, doubling

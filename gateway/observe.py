@@ -16,7 +16,7 @@ from blocklist import Screener
 from gateway.attempts import Attempt, AttemptReporter
 from gateway.logs import NumberTagger, log_event
 from gateway.metrics import GatewayMetrics
-from gateway.sip.events import (
+from gateway.sip import (
     MessageReceived,
     MessageSent,
     ParseFailed,

@@ -24,7 +24,7 @@ from gateway.demo_peers import DemoPhone, DemoTrunk
 from gateway.metrics import GatewayMetrics
 from gateway.options import UsageError, parse_hostport
 from gateway.settings import GatewaySettings
-from gateway.sip.events import Screened
+from gateway.sip import Screened
 from gateway.transport.endpoint import Endpoint
 from upcs.cli_gateway import run_event_loop, setup_logging
 
