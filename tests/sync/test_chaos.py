@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import logging
 import random
 import signal
@@ -34,14 +35,21 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 CHANGES = 10_000
 BATCH = 10
 PROC = Path(__file__).with_name("follower_proc.py")
+ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 60.0
 
 
 def start_follower(url: str, site: str, path: Path, prefix: str) -> subprocess.Popen[bytes]:
+    # This checkout's packages first: the installed (editable) ones may be another tree.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.Popen(
         [sys.executable, str(PROC), url, site, str(path), prefix],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
 
 
