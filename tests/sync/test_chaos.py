@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import logging
+import os
 import random
 import signal
 import subprocess
