@@ -447,6 +447,21 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall_s: float) -> 
         )
     t = results["throughput"]
     rs = results["resync"]
+    lines += ["", "## Targets (issue 4), judged from the rows above", ""]
+    for r in results["latency"]:
+        if r["mode"] != "sync":
+            continue
+        verdict = "met" if r["p99_ms"] < 100 else "NOT met"
+        lines.append(
+            f"- p99 < 100 ms, {r['followers']} follower(s), {r['size']:,}-entry list: "
+            f"{r['p99_ms']:.0f} ms, {verdict}"
+        )
+    lines += [
+        f"- >= 50,000 changes/s applied by one follower: {t['changes_per_s']:,.0f}/s, "
+        f"{'met' if t['changes_per_s'] >= 50_000 else 'NOT met'}",
+        f"- full resync of {rs['size']:,} entries < 1 s: {rs['cold_follower_s'] * 1000:.0f} ms from "
+        f"an empty follower, {'met' if rs['cold_follower_s'] < 1 else 'NOT met'}",
+    ]
     lines += [
         "",
         "## One follower",
