@@ -459,8 +459,9 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall_s: float) -> 
     lines += [
         f"- >= 50,000 changes/s applied by one follower: {t['changes_per_s']:,.0f}/s, "
         f"{'met' if t['changes_per_s'] >= 50_000 else 'NOT met'}",
-        f"- full resync of {rs['size']:,} entries < 1 s: {rs['cold_follower_s'] * 1000:.0f} ms from "
-        f"an empty follower, {'met' if rs['cold_follower_s'] < 1 else 'NOT met'}",
+        f"- full resync of {rs['size']:,} entries < 1 s: "
+        f"{rs['cold_follower_s'] * 1000:.0f} ms from an empty follower, "
+        f"{'met' if rs['cold_follower_s'] < 1 else 'NOT met'}",
     ]
     lines += [
         "",
