@@ -44,6 +44,9 @@ app = typer.Typer(
 )
 
 DEFAULT_TIMEOUT_S = 10.0  # an operator at a terminal waits this long for Redis, then is told
+# Followers report every second (sync.config DEFAULT_REPORT_INTERVAL_S) and reconnect within 10 s
+# (the backoff cap); 30 s without a report means the site is down or cut off from the hub.
+DEFAULT_SILENT_AFTER_S = 30.0
 
 T = TypeVar("T")
 
@@ -297,6 +300,12 @@ def status(
     key_prefix: PrefixOpt = None,
     timeout_s: TimeoutOpt = DEFAULT_TIMEOUT_S,
     as_json: JsonOpt = False,
+    silent_after_s: Annotated[
+        float,
+        typer.Option(
+            "--silent-after-s", min=0.0, help="A site not heard from for this long is SILENT."
+        ),
+    ] = DEFAULT_SILENT_AFTER_S,
 ) -> None:
     """The hub's list version and checksum, and every site with its applied version and lag."""
     try:
@@ -337,6 +346,7 @@ def status(
                         "lag_seconds": s.lag_seconds,
                         "last_seen_s": round(s.last_seen_s, 3),
                         "in_sync": s.in_sync,
+                        "reporting": s.last_seen_s <= silent_after_s,
                     }
                 )
                 + "\n"
@@ -350,6 +360,9 @@ def status(
     )
     for s in hub.sites:
         state = "in sync" if s.in_sync else "BEHIND" if s.lag_versions else "CHECKSUM DIFFERS"
+        if s.last_seen_s > silent_after_s:
+            # Its last report may say "in sync", but a silent site may be down or cut off.
+            state = f"SILENT (last report: {state})"
         lag_s = "-" if s.lag_seconds is None else f"{s.lag_seconds:.1f}s"
         out.write(
             f"site {s.site}: applied {s.applied_version} ({s.entries} entries) "

@@ -57,8 +57,10 @@ def test_add_remove_and_status_json(sync_redis: redis.Redis, redis_url: str, pre
     assert lines[0]["kind"] == "hub" and lines[0]["version"] == 3 and lines[0]["sites"] == 1
     assert lines[1]["kind"] == "site" and lines[1]["site"] == "hmp-a"
     assert lines[1]["lag_versions"] == 0 and lines[1]["in_sync"] is False  # wrong checksum
+    assert lines[1]["reporting"] is False  # its report is from 2001
     code, out, _ = invoke("status", *common)
-    assert code == 0 and "version 3" in out and "hmp-a" in out and "CHECKSUM DIFFERS" in out
+    assert code == 0 and "version 3" in out and "hmp-a" in out
+    assert "SILENT (last report: CHECKSUM DIFFERS)" in out
 
 
 def test_same_idempotency_key_twice_publishes_once(
