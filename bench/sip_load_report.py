@@ -166,7 +166,8 @@ def render(r: dict[str, Any]) -> str:
             txt += f" ({s['note']})"
         return txt
 
-    row(f"max calls/s, {meta['main_s']:.0f} s, 0 failed (passed twice)", maxrate, ANCHOR["max_cps"])
+    how = "passed twice" if meta["mode"] == "full" else "quick: one pass, no search"
+    row(f"max calls/s, {meta['main_s']:.0f} s, 0 failed ({how})", maxrate, ANCHOR["max_cps"])
     row("ratio to Kamailio, same RR", lambda c: _f(c.get("ratio_to_kamailio"), 2))
     row(
         "proxy CPU per call at the max (µs)",
