@@ -29,6 +29,9 @@ __all__ = ["DIALOG_CREATING", "CallLayer", "Forwarded"]
 
 # Methods that create a dialog or a subscription the proxy must keep routing (§12, RFC 6665).
 DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+# Transaction states after the final response: nothing more is sent from the request itself.
+_CLIENT_DONE = frozenset({State.COMPLETED, State.ACCEPTED, State.TERMINATED})
+_SERVER_DONE = frozenset({State.COMPLETED, State.CONFIRMED, State.ACCEPTED, State.TERMINATED})
 
 
 @dataclass(slots=True, eq=False)
@@ -36,7 +39,9 @@ class Forwarded:
     """One forwarded request: the server transaction it came on, the client one it went on."""
 
     server: Transaction
-    request: Message  # as received
+    # As received. Both messages are dropped (None) once both transactions have their final
+    # response (`CallLayer._settle`): what lingers for retransmissions keeps only wire bytes.
+    request: Message | None
     client: Transaction | None = None
     sent: Message | None = None  # the copy sent downstream (for ACK and CANCEL, §17.1.1.3, §9.1)
     branch: str = ""
@@ -143,11 +148,28 @@ class CallLayer(TransactionLayer):
         if not client.accepts(ev):
             return
         actions = client.handle(ev, now)
-        if "send_ack" in actions:
-            fwd = client.context
-            if not client.ack and isinstance(fwd, Forwarded) and fwd.sent is not None:
-                client.ack = build.ack_for(fwd.sent, msg.get("to") or "")
+        fwd = client.context
+        if (
+            "send_ack" in actions
+            and not client.ack
+            and isinstance(fwd, Forwarded)
+            and fwd.sent is not None
+        ):
+            client.ack = build.ack_for(fwd.sent, msg.get("to") or "")
         self._run(client, actions, now, msg)
+        if isinstance(fwd, Forwarded):
+            self._settle(fwd)
+
+    @staticmethod
+    def _settle(fwd: Forwarded) -> None:
+        """Once both sides have a final response, nothing reads the messages again: the
+        lingering transactions answer retransmissions from their wire bytes (§17.1.1.2,
+        §17.2.1), CANCEL needs a client still CALLING/PROCEEDING (§9.1) and a 487 a server
+        still PROCEEDING (§16.10). Dropping them keeps 32 s of lingering calls small."""
+        client = fwd.client
+        if client is not None and client.state in _CLIENT_DONE and fwd.server.state in _SERVER_DONE:
+            fwd.request = None
+            fwd.sent = None
 
     def _relay_response(self, fwd: Forwarded, msg: Message, now: float) -> None:
         """A response passed up by a client transaction goes back through the server one."""
@@ -218,6 +240,8 @@ class CallLayer(TransactionLayer):
 
     def _screen_redirect(self, fwd: Forwarded, msg: Message) -> Message:
         """3xx from the trunk: only Contacts screened allowed go back to the PBX (rule 6)."""
+        if fwd.request is None:  # settled: no 3xx is passed up after a final (transaction.py)
+            raise AssertionError("3xx relayed after the call settled")
         kept = self._screening.contacts(msg, fwd.request)
         if kept:
             out = msg.copy()
@@ -246,7 +270,7 @@ class CallLayer(TransactionLayer):
     def _timed_out(self, tx: Transaction, now: float) -> None:
         """Timer B or F (or a transport error): the caller hears 408 (§16.8)."""
         fwd = tx.context
-        if not isinstance(fwd, Forwarded):
+        if not isinstance(fwd, Forwarded) or fwd.request is None:
             return
         method = fwd.request.method or ""
         timer = "B" if tx.kind is Kind.INVITE_CLIENT else "F"
@@ -283,6 +307,8 @@ class CallLayer(TransactionLayer):
         client = fwd.client
         if client is None or client.state not in (State.CALLING, State.PROCEEDING):
             return
+        if fwd.request is None:
+            return  # settled (cannot happen while the client is still CALLING/PROCEEDING)
         self._events.append(TransactionTimedOut(fwd.request.call_id, "INVITE", "C"))
         if fwd.provisional:
             self._send_cancel(fwd, now)

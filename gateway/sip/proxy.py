@@ -331,7 +331,7 @@ class ProxyCore(CallLayer):
         if not isinstance(fwd, Forwarded) or fwd.cancelled:
             return
         fwd.cancelled = True
-        if invite_tx.state is State.PROCEEDING:
+        if invite_tx.state is State.PROCEEDING and fwd.request is not None:
             self._respond(invite_tx, fwd.request, 487, now)
         if fwd.provisional:
             self._send_cancel(fwd, now)

@@ -19,7 +19,7 @@ from gateway.sip.errors import REASONS
 from gateway.sip.events import Event, MessageSent
 from gateway.sip.message import Header, Message
 from gateway.sip.transaction import Event as TxEvent
-from gateway.sip.transaction import Kind, Timers, Transaction
+from gateway.sip.transaction import Kind, State, Timers, Transaction
 
 __all__ = ["TransactionLayer"]
 
@@ -169,7 +169,11 @@ class TransactionLayer:
             )
             if table.get(tx.key) is tx:
                 del table[tx.key]
+            # Break the transaction <-> call cycle so the call is freed by reference counting
+            # when its last transaction ends, not by a full garbage collection later.
+            tx.context = None
         else:
+            _shed(tx)
             self._arm(tx)
 
     def _tx_timers(self, tx: Transaction, now: float) -> None:
@@ -182,6 +186,19 @@ class TransactionLayer:
                 self._run(tx, tx.handle(ev, now), now)
         if not tx.terminated:
             self._arm(tx)
+
+
+def _shed(tx: Transaction) -> None:
+    """Drop the wire bytes a lingering transaction can no longer send (RFC 3261 §17): a client
+    past its final response never resends its request (Timers A/E stop), an INVITE server in
+    Accepted never resends its response (RFC 6026 §7.1: 2xx retransmissions come from
+    downstream). What remains is what absorbs retransmissions."""
+    state = tx.state
+    if state is State.COMPLETED or state is State.ACCEPTED:
+        if tx.kind is Kind.INVITE_CLIENT or tx.kind is Kind.NON_INVITE_CLIENT:
+            tx.request = b""
+        elif state is State.ACCEPTED:
+            tx.response = b""
 
 
 def _status_of(data: bytes) -> int | None:
