@@ -8,6 +8,7 @@ CANCEL downstream (§16.10). The request policy lives in `proxy.ProxyCore`, whic
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -49,7 +50,7 @@ class Forwarded:
     cancel_pending: bool = False
     cancelled: bool = False
     timer_c: float | None = None
-    c_token: list[Forwarded | None] | None = None  # what the timer heap holds for Timer C
+    c_token: int | None = None  # what the timer heap holds for Timer C (a key of _timer_c_of)
     dialog: Dialog | None = None
     from_trunk: bool = False
 
@@ -63,6 +64,8 @@ class CallLayer(TransactionLayer):
         )
         self.config = config
         self._dialogs = DialogTable(config.max_dialogs)
+        self._timer_c_of: dict[int, Forwarded] = {}  # running Timer C tokens -> their call
+        self._c_tokens = itertools.count()
         self._screening = Screening(screen, self._events)
         up_transport, up_host, up_port = config.upstream
         self._up: Dest = (up_transport.lower(), up_host, up_port)
@@ -72,9 +75,10 @@ class CallLayer(TransactionLayer):
         )
 
     def _on_timer(self, obj: object, now: float) -> None:
-        if isinstance(obj, list):  # a Timer C token
-            fwd = obj[0]
-            if isinstance(fwd, Forwarded):
+        if isinstance(obj, int):  # a Timer C token
+            fwd = self._timer_c_of.pop(obj, None)
+            if fwd is not None:
+                fwd.c_token = None
                 self._timer_c(fwd, now)
         elif obj is self._dialogs:
             self._dialogs.expire(now)
@@ -285,18 +289,20 @@ class CallLayer(TransactionLayer):
             self._schedule(when, self._dialogs)
 
     def _arm_timer_c(self, fwd: Forwarded, now: float) -> None:
-        """(Re)start Timer C. The heap holds a small token, not the call, so a call that
-        ends early is not kept alive for three minutes by its stale heap entry."""
+        """(Re)start Timer C. The heap holds an int token, not the call, so a call that ends
+        early is not kept alive for three minutes by its stale heap entry, and the entry (a
+        tuple of numbers) is one the garbage collector stops tracking."""
         self._stop_timer_c(fwd)
         fwd.timer_c = now + self.config.timer_c_s
-        fwd.c_token = [fwd]
-        self._schedule(fwd.timer_c, fwd.c_token)
+        token = next(self._c_tokens)
+        fwd.c_token = token
+        self._timer_c_of[token] = fwd
+        self._schedule(fwd.timer_c, token)
 
-    @staticmethod
-    def _stop_timer_c(fwd: Forwarded) -> None:
+    def _stop_timer_c(self, fwd: Forwarded) -> None:
         fwd.timer_c = None
-        if fwd.c_token:
-            fwd.c_token[0] = None
+        if fwd.c_token is not None:
+            self._timer_c_of.pop(fwd.c_token, None)
         fwd.c_token = None
 
     def _timer_c(self, fwd: Forwarded, now: float) -> None:

@@ -219,6 +219,7 @@ class Transaction:
     deadlines: dict[str, float] = field(default_factory=dict)
     intervals: dict[str, float] = field(default_factory=dict)
     context: Any = None
+    armed: float | None = None  # the earliest wake-up queued for it in the timer heap
 
     @classmethod
     def client(

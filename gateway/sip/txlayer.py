@@ -62,8 +62,10 @@ class TransactionLayer:
         """Fire everything due by `now`, in deadline order."""
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, _, obj = heapq.heappop(heap)
+            when, _, obj = heapq.heappop(heap)
             if isinstance(obj, Transaction):
+                if obj.armed == when:
+                    obj.armed = None
                 self._tx_timers(obj, now)
             else:
                 self._on_timer(obj, now)
@@ -139,8 +141,11 @@ class TransactionLayer:
         heapq.heappush(self._heap, (when, next(self._seq), obj))
 
     def _arm(self, tx: Transaction) -> None:
+        """Make sure the heap wakes `tx` by its next deadline. One entry per transaction: when
+        an earlier entry is already queued, it fires first and re-arms (`_tx_timers`)."""
         deadline = tx.next_deadline()
-        if deadline is not None:
+        if deadline is not None and (tx.armed is None or deadline < tx.armed):
+            tx.armed = deadline
             self._schedule(deadline, tx)
 
     def _run(
