@@ -18,12 +18,22 @@ from blocklist.dialplan import DialPlan
 from blocklist.neverblock import NeverBlock
 from blocklist.snapshot import E164_MAX_DIGITS
 
-__all__ = ["MAX_INTAKE_CHARS", "IntakeError", "IntakeResult", "canonicalise"]
+__all__ = [
+    "MAX_INTAKE_CHARS",
+    "REFUSE_TRUNK_ZERO_KEPT",
+    "IntakeError",
+    "IntakeResult",
+    "canonicalise",
+]
 
 MAX_INTAKE_CHARS = 64  # a human-written number with spaces and "(0)" never needs more
 # What a person may write besides digits: '+' and the visual separators of RFC 3966 §5.1.1, '/'.
 _INTAKE_SYMBOLS = frozenset("+ -.()/")
 
+REFUSE_TRUNK_ZERO_KEPT = (
+    "not a possible number: the national trunk 0 would remain after the country code "
+    "(is a digit missing or extra?)"
+)
 WARN_UNALLOCATED = "not known to phonenumbers as an allocated number; accepted as possible"
 
 _REASONS = {
@@ -86,7 +96,25 @@ def canonicalise(raw: str, plan: DialPlan | None = None) -> IntakeResult:
         raise IntakeError(f"longer than the {E164_MAX_DIGITS} digits E.164 allows")
     if never.matches_e164(e164[1:]):
         raise IntakeError("an emergency or helpline number, which can never be barred")
-    warnings: tuple[str, ...] = ()
-    if not phonenumbers.is_valid_number(parsed):
-        warnings = (WARN_UNALLOCATED,)
-    return IntakeResult(e164, warnings)
+    valid = phonenumbers.is_valid_number(parsed)
+    if not valid and _trunk_zero_kept(parsed):
+        raise IntakeError(REFUSE_TRUNK_ZERO_KEPT)
+    return IntakeResult(e164, () if valid else (WARN_UNALLOCATED,))
+
+
+def _trunk_zero_kept(parsed: phonenumbers.PhoneNumber) -> bool:
+    """True when the national trunk prefix 0 survived into the E.164 form.
+
+    phonenumbers keeps a national number's leading 0 when removing it leaves something that
+    fits no number pattern ("07700 9001", a digit short, becomes +44 077009001) and still calls
+    the result possible. Such a number can never be dialled, so barring it protects nobody;
+    most likely a digit is missing, and the person entering it must be told rather than warned.
+    Countries whose numbers really start with 0 (Italy, Côte d'Ivoire) have no trunk prefix and
+    pass; so does a number phonenumbers knows as valid, and a non-zero trunk prefix (Russia's 8)
+    that is also a real leading digit (+7 800 freephone).
+    """
+    if not parsed.italian_leading_zero or parsed.country_code is None:
+        return False
+    region = phonenumbers.region_code_for_country_code(parsed.country_code)
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    return meta is not None and meta.national_prefix == "0"

@@ -17,9 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import phonenumbers
-from phonenumbers import PhoneMetadata
-
 from blocklist import DialPlan, IntakeError, canonicalise
 
 __all__ = [
@@ -53,10 +50,6 @@ EARLIEST_BIRTH_YEAR = 1900  # a date of birth before this is a typo, not a priso
 PRISON_NUMBER_RE = re.compile(r"[A-Z][0-9]{4}[A-Z]{2}")
 # Deliberately loose (RFC 5322 allows far more): one @, something before it, a dotted domain.
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-TRUNK_ZERO_KEPT = (
-    "not a possible number: the national trunk 0 would remain after the country code "
-    "(is a digit missing or extra?)"
-)
 
 
 class RequesterType(enum.StrEnum):
@@ -202,8 +195,6 @@ def _person(
         except IntakeError as exc:
             # The blocklist reason never repeats the number (safety invariant 4).
             raise IntakeRefused(path, exc.reason) from None
-        if _trunk_zero_kept(result.e164):
-            raise IntakeRefused(path, TRUNK_ZERO_KEPT)
         warnings.extend(f"{path}: {w}" for w in result.warnings)
         phones.append(Phone(result.e164, bool(result.warnings)))
     addresses = []
@@ -225,29 +216,6 @@ def _person(
     if not (phones or addresses or emails):
         raise IntakeRefused(where, "needs at least one phone number, postal address or email")
     return ProtectedPerson(name, tuple(phones), tuple(addresses), tuple(emails))
-
-
-def _trunk_zero_kept(e164: str) -> bool:
-    """True when the national trunk prefix survived into the E.164 form.
-
-    phonenumbers keeps a national number's leading 0 when removing it leaves something that
-    fits no number pattern ("07700 9001", a digit short, becomes +44 077009001) and still calls
-    the result possible. Such a number can never be dialled, so barring it protects nobody;
-    most likely a digit is missing, and the handler must be told rather than warned. Countries
-    whose numbers really start with 0 (Italy, Côte d'Ivoire) have no trunk prefix and pass.
-    """
-    try:
-        parsed = phonenumbers.parse(e164)
-    except phonenumbers.NumberParseException:
-        return False
-    if parsed.country_code is None:
-        return False
-    region = phonenumbers.region_code_for_country_code(parsed.country_code)
-    meta = PhoneMetadata.metadata_for_region(region)
-    prefix = meta.national_prefix if meta is not None else None
-    if not prefix:
-        return False
-    return phonenumbers.national_significant_number(parsed).startswith(prefix)
 
 
 def _object(value: object, where: str) -> Mapping[str, Any]:

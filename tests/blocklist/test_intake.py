@@ -77,6 +77,9 @@ def test_operator_never_block_extra_is_refused_too() -> None:
         ("+999 1234 5678", "not a phone number"),
         ("7946 0000", "local-only"),
         ("+49 1234 5678901234", "15 digits E.164 allows"),
+        # A digit short: phonenumbers keeps the trunk 0 (+44 077009001) and calls it possible.
+        ("07700 9001", "trunk 0 would remain"),
+        ("020 7946", "trunk 0 would remain"),
     ],
 )
 def test_refusals_say_why_without_the_number(raw: str, reason: str) -> None:
@@ -86,3 +89,17 @@ def test_refusals_say_why_without_the_number(raw: str, reason: str) -> None:
     digits = "".join(ch for ch in raw if ch.isdigit())
     if len(digits) >= 4:
         assert digits not in err.value.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [
+        ("+39 06 1234 5678", "+390612345678"),  # Italy: the 0 is part of the number
+        ("+225 01 02 03 04 05", "+2250102030405"),  # Côte d'Ivoire: no trunk prefix
+        ("+7 800 555 3535", "+78005553535"),  # Russia: trunk 8, and 800 is a real range
+    ],
+)
+def test_a_leading_zero_or_trunk_digit_that_belongs_to_the_number_passes(
+    raw: str, e164: str
+) -> None:
+    assert canonicalise(raw).e164 == e164
