@@ -316,7 +316,9 @@ class CallLayer(TransactionLayer):
         if fwd.request is None:
             return  # settled (cannot happen while the client is still CALLING/PROCEEDING)
         self._events.append(TransactionTimedOut(fwd.request.call_id, "INVITE", "C"))
-        if fwd.provisional:
+        if fwd.provisional or client.state is State.PROCEEDING:
+            # Any provisional response, a 100 Trying included, lets a CANCEL go (§9.1); the
+            # transaction keeps its state until the 487 (or the CANCEL's own timeout).
             self._send_cancel(fwd, now)
         else:
             # Nothing answered at all: stop retransmitting, as if a 408 came (§16.8).

@@ -107,7 +107,8 @@ def response_to(
         lines.append(f"Contact: {contact}")
     lines.extend(extra)
     lines.append("Content-Length: 0")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+    # Header values hold the parser's surrogate escapes for non-UTF-8 bytes: copy them back.
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
 
 @dataclass

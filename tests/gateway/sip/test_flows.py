@@ -267,6 +267,22 @@ def test_ringing_forever_timer_c_cancels_and_gives_408() -> None:
     assert any(isinstance(e, TransactionTimedOut) and e.timer == "C" for e in h.all_events)
 
 
+def test_timer_c_after_only_a_100_trying_cancels_and_gives_408() -> None:
+    # Found by the session fuzz test: the trunk's 100 moves the client transaction to
+    # Proceeding without resetting Timer C (§16.7 step 2); when C fires, a CANCEL is due (§16.8).
+    h = Harness(config=make_config(timer_c_s=181.0))
+    inv = _invite(h)
+    assert inv is not None
+    h.trunk_send(response_to(inv, 100))
+    h.take_pbx()
+    h.advance(182)
+    assert methods(h.take_trunk())[0] == "CANCEL"
+    assert statuses(h.take_pbx())[0] == 408
+    h.trunk_send(response_to(inv, 487))
+    assert methods(h.take_trunk()) == ["ACK"]  # hop-by-hop ACK for the 487
+    assert h.take_pbx() == []  # the caller already has its 408
+
+
 def test_non_invite_timeout_gives_408() -> None:
     h = Harness()
     h.pbx_send(request("MESSAGE", ALLOWED_URI, body=b"hello"))
