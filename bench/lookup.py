@@ -143,9 +143,14 @@ class _SetSnapshot:
     """The baseline: the same Screener code over a Python set of ints instead of roaring."""
 
     def __init__(self, numbers: _IntSet, lengths: frozenset[int]) -> None:
-        self.bitmap = numbers
+        self.base = numbers
+        self.added: frozenset[int] = frozenset()
+        self.removed: frozenset[int] = frozenset()
         self.lengths = lengths
         self.version = 0
+
+    def __contains__(self, number: object) -> bool:
+        return number in self.base
 
 
 def phonenumbers_pipeline(numbers: set[int]) -> Callable[[str], bool]:

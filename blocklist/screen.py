@@ -181,17 +181,31 @@ class _Tables:
     lengths (prefixes, for overdialling) worth looking up because this snapshot has entries of
     that length. Filled lazily; a racing reader computes the same value."""
 
-    __slots__ = ("bitmap", "heads", "nears", "never_listed", "own", "present", "snapshot")
+    __slots__ = (
+        "added",
+        "bitmap",
+        "heads",
+        "nears",
+        "never_listed",
+        "own",
+        "present",
+        "removed",
+        "snapshot",
+    )
 
     def __init__(self, snapshot: ListSnapshot, never_ints: frozenset[int], own_cc: str) -> None:
         self.snapshot = snapshot
-        self.bitmap = snapshot.bitmap
+        # The list is (bitmap - removed) | added (ListSnapshot's overlay): the sets are empty
+        # for a compact list and small otherwise, so they cost a truth test, or a set probe.
+        self.bitmap = snapshot.base
+        self.added = snapshot.added
+        self.removed = snapshot.removed
         self.present = snapshot.lengths
         self.heads: dict[str, tuple[int, tuple[int, ...]]] = {}
         self.nears: dict[str, tuple[int, ...]] = {}
         # Whether the list (wrongly) carries a never-block number: only then do hits need the
         # extra never-block test.
-        self.never_listed = any(n in snapshot.bitmap for n in never_ints)
+        self.never_listed = any(n in snapshot for n in never_ints)
         self.own = self.for_cc(own_cc)  # the site's own country, for the fast paths
 
     def for_cc(self, cc: str) -> tuple[int, tuple[int, ...]]:
@@ -211,13 +225,19 @@ class _Tables:
         found = tuple(
             total
             for total in totals
-            if self.bitmap.range_cardinality(
+            if self._any_in(
                 base * 10 ** (total - len(near)), (base + 1) * 10 ** (total - len(near))
             )
         )
         if len(self.nears) < _MAX_NEARS:
             self.nears[near] = found
         return found
+
+    def _any_in(self, low: int, high: int) -> bool:
+        # Counting the base ignores its removed entries: "maybe" is safe, it only costs a probe.
+        if self.bitmap.range_cardinality(low, high):
+            return True
+        return any(low <= n < high for n in self.added)
 
     def head(self, head: str) -> tuple[int, tuple[int, ...]]:
         cc = _CC_BY_HEAD.get(head) if len(head) == 3 else None
@@ -343,11 +363,15 @@ class Screener:
         if size < min_total:
             return _INVALID
         bitmap = tables.bitmap
+        added = tables.added
+        removed = tables.removed
         for total in totals:
             if total > size:
                 break
             value = int(candidate[:total])
-            if value in bitmap:
+            if (value in bitmap and not (removed and value in removed)) or (
+                added and value in added
+            ):
                 if tables.never_listed and value in self._never_ints:
                     continue
                 return _new_result(CheckResult, (_BLOCKED, value))
@@ -476,6 +500,8 @@ class Screener:
             tables = _Tables(snap, self._never_ints, self._cc)
             self._tables = tables
         bitmap = tables.bitmap
+        added = tables.added
+        removed = tables.removed
         heads = tables.heads
         nears = tables.nears
         usable = False
@@ -498,7 +524,9 @@ class Screener:
                 if total > size:
                     break
                 value = int(c[:total])
-                if value in bitmap:
+                if (value in bitmap and not (removed and value in removed)) or (
+                    added and value in added
+                ):
                     # A never-block number can never be barred, even if a list carries it.
                     if tables.never_listed and value in self._never_ints:
                         continue

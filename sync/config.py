@@ -35,9 +35,14 @@ DEFAULT_PUBLISH_TIMEOUT_S = 30.0
 # How long one blocking XREAD waits: also how often an idle follower re-checks the hub's head and
 # reports itself, so a dead connection is noticed within about this time plus the socket timeout.
 DEFAULT_BLOCK_S = 1.0
-# Entries per XREAD: large enough to amortise the new-snapshot cost (a copy and a checksum of the
-# whole list, ~30 ms at 1M entries on the reference machine) over many changes under load.
+# Entries per XREAD: large enough that a backlog is applied in few swaps (a batch too big for an
+# overlay costs one copy of the whole list, ~5 ms at 1M entries on the reference machine).
 DEFAULT_BATCH_MAX_ENTRIES = 10_000
+# Comparing the list with the hub's checksum hashes every entry (~18 ms at 1M entries on the
+# reference machine), so a follower under a stream of changes does it at most this often, and
+# whenever the log goes quiet; each change itself is applied in O(change). A divergence (which
+# only a bug can cause) is found within this time and fixed by a resync that never undoes a bar.
+DEFAULT_VERIFY_INTERVAL_S = 10.0
 DEFAULT_REPORT_INTERVAL_S = 1.0  # `upcs sync status` shows each site to within a second
 # Persisting rewrites the whole file (fsync); every 10 s bounds both the disk work and what a
 # restart without the hub could miss (nothing: the log replays it when the hub is back).
@@ -123,6 +128,7 @@ class FollowerConfig:
     batch_max_entries: int = DEFAULT_BATCH_MAX_ENTRIES
     report_interval_s: float = DEFAULT_REPORT_INTERVAL_S
     persist_interval_s: float = DEFAULT_PERSIST_INTERVAL_S
+    verify_interval_s: float = DEFAULT_VERIFY_INTERVAL_S  # 0: after every batch
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
     socket_margin_s: float = DEFAULT_SOCKET_MARGIN_S
     backoff: RetryPolicy = field(default_factory=Backoff, compare=False)
@@ -132,6 +138,8 @@ class FollowerConfig:
             raise SyncConfigError(
                 "sync: block_s, report_interval_s and persist_interval_s must be positive"
             )
+        if self.verify_interval_s < 0:
+            raise SyncConfigError("sync.verify_interval_s must not be negative")
         if self.batch_max_entries < 1:
             raise SyncConfigError("sync.batch_max_entries must be at least 1")
         if self.connect_timeout_s <= 0 or self.socket_margin_s <= 0:

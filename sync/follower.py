@@ -4,7 +4,10 @@ Start from the local snapshot file (so a prison restarts without the hub), take 
 if it is newer, then follow the log with blocking XREADs. Each batch of entries becomes one new
 immutable snapshot swapped into the `ListHolder` (readers see before or after, never between).
 A gap (trimmed log, version jump, list replaced, checksum mismatch) triggers a resync from the hub
-snapshot. The list is persisted atomically every `persist_interval_s` and on the way out.
+snapshot. Each change is applied in O(change) (an overlay on the list, `ListSnapshot.apply`); the
+hub's checksum, which costs a hash of the whole list, is compared when the log goes quiet and at
+most every `verify_interval_s` while changes stream in. The list is persisted atomically every
+`persist_interval_s` and on the way out.
 Connection failures are retried forever with the injected backoff; cancellation is the only way
 out, and it is a normal path: `CancelledError` propagates after a shielded `aclose()`.
 """
@@ -17,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -41,6 +44,8 @@ from sync.wire import Keys, SiteReport, WireError, encode_site
 __all__ = ["RedisFollower"]
 
 log = logging.getLogger("upcs.sync.follower")
+
+T = TypeVar("T")
 
 DEFAULT_FOLLOWER_CONFIG = FollowerConfig()
 
@@ -81,7 +86,11 @@ class RedisFollower:
         self._config = config
         self._keys = Keys(config.sync.key_prefix)
         self._clock = clock
-        self._machine = SyncMachine(holder.current)
+        self._machine = SyncMachine(holder.current, defer_checksums=True)
+        # The newest list whose checksum is known here: what the site reports (hashing the
+        # current list on every report would cost O(list) a second under a stream of changes).
+        self._hashed = holder.current
+        self._verified_unix = clock()
         self._client: aioredis.Redis | None = None
         self._connected = False
         self._reconnects = 0
@@ -94,7 +103,7 @@ class RedisFollower:
         self._persisted: ListSnapshot | None = None
         self._persisted_unix = clock()
         self._last_report = 0.0
-        self._reported_version = -1
+        self._reported: tuple[int, int] = (-1, -1)  # (applied, hashed) versions last reported
         self._closed = False
 
     @property
@@ -103,6 +112,9 @@ class RedisFollower:
 
     def status(self) -> FollowerStatus:
         current = self._machine.current
+        if current.checksum_known:
+            self._hashed = current
+        hashed = self._hashed
         hub = self._hub_version
         lag = None if hub is None else max(0, hub - current.version)
         lag_s: float | None = None
@@ -113,7 +125,8 @@ class RedisFollower:
         return FollowerStatus(
             applied_version=current.version,
             entries=len(current),
-            checksum=current.checksum,
+            checksum=hashed.checksum,
+            checksum_version=hashed.version,
             hub_version=hub,
             lag_versions=lag,
             lag_seconds=lag_s,
@@ -189,7 +202,7 @@ class RedisFollower:
         block_ms = int(self._config.block_s * 1000)
         while True:
             block = block_ms
-            if self._reported_version != self._machine.version:
+            if self._reported != (self._machine.version, self._hashed.version):
                 # Something new to report: wake up when the report is due, not a block later.
                 due_s = self._last_report + self._config.report_interval_s - self._clock()
                 block = max(1, min(block_ms, int(due_s * 1000)))
@@ -206,8 +219,12 @@ class RedisFollower:
                 gap = self._machine.gap
                 if gap is not None:
                     await self._resync(client, gap.reason)
-            self._mark_synced()
             now = self._clock()
+            if self._machine.unverified and (
+                not resp or now - self._verified_unix >= self._config.verify_interval_s
+            ):
+                await self._verify(client)
+            self._mark_synced()
             if now - self._last_report >= self._config.report_interval_s:
                 meta = await read_meta(client, self._keys)
                 self._hub_version = meta.head
@@ -241,13 +258,23 @@ class RedisFollower:
         if gap is not None:
             raise SyncError(f"hub snapshot and log do not agree after a resync: {gap.reason}")
 
-    async def _off_loop(self, fn: Callable[..., Step], *args: Any) -> Step:
+    async def _verify(self, client: aioredis.Redis) -> None:
+        """Compare the applied list with the hub's checksum for it; resync on a mismatch."""
+        gap = await self._off_loop(self._machine.verify)
+        self._verified_unix = self._clock()
+        if self._machine.current.checksum_known:
+            self._hashed = self._machine.current
+        if gap is not None:
+            await self._resync(client, gap.reason)
+
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a state-machine step; on a big list, in a thread so the loop keeps serving.
 
-        Building the next snapshot of a large list (copy + checksum) takes tens of ms, which
-        would stall the gateway's SIP handling on this loop; hashlib releases the GIL for the
-        checksum, so a thread even runs it beside the loop. Only this task touches the
-        machine, and the swap itself stays on the loop (its listeners update metrics).
+        Folding an overlay into a new list or hashing it for a checksum takes milliseconds to
+        tens of ms on a large list, which would stall the gateway's SIP handling on this loop;
+        hashlib releases the GIL, so a thread even hashes beside the loop. Only this task
+        touches the machine, and the swap itself stays on the loop (its listeners update
+        metrics).
         """
         if len(self._machine.current) < THREAD_APPLY_MIN_ENTRIES:
             return fn(*args)
@@ -288,10 +315,11 @@ class RedisFollower:
             lag_seconds=st.lag_seconds,
             resyncs=st.resyncs,
             reconnects=st.reconnects,
+            checksum_version=st.checksum_version,
         )
         await client.hset(self._keys.sites, self._site, encode_site(report))
         self._last_report = now
-        self._reported_version = st.applied_version
+        self._reported = (st.applied_version, self._hashed.version)
 
     # -- local file ------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ class SiteStatus:
     site: str
     applied_version: int
     checksum: str
+    checksum_version: int  # the site's version that `checksum` is of
     entries: int
     lag_versions: int  # hub head now - the site's applied version at its last report
     lag_seconds: float | None  # as the site itself measured it at its last report
@@ -46,16 +47,24 @@ async def read_hub_status(
     sites = []
     for report in await read_sites(client, keys):
         at_head = report.applied_version == meta.head
+        checksum_version = (
+            report.applied_version if report.checksum_version is None else report.checksum_version
+        )
         sites.append(
             SiteStatus(
                 site=report.site,
                 applied_version=report.applied_version,
                 checksum=report.checksum,
+                checksum_version=checksum_version,
                 entries=report.entries,
                 lag_versions=max(0, meta.head - report.applied_version),
                 lag_seconds=report.lag_seconds,
                 last_seen_s=max(0.0, now_unix - report.reported_unix),
-                in_sync=at_head and meta.head_checksum in (None, report.checksum),
+                in_sync=at_head
+                and (
+                    meta.head_checksum is None
+                    or (checksum_version == meta.head and report.checksum == meta.head_checksum)
+                ),
             )
         )
     return HubStatus(

@@ -7,6 +7,7 @@ Everything that decides whether an incoming entry or snapshot is applied lives h
     entry version >  applied + 1             held as pending; gap reported (need applied + 1)
     entry op "reset" at v                    entries before it applied; gap (need a snapshot >= v)
     last applied entry carries a checksum    compared with the new list's; mismatch -> gap
+                                             (with defer_checksums: kept, compared by verify())
     snapshot offered, version > applied      replaces the list, then pending entries are drained
     snapshot offered, version <= applied     ignored unless a gap forces a rebuild (`resync`)
     resync(snapshot, tail)                   built aside; taken only if it ends >= applied, so a
@@ -21,8 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-from pyroaring import BitMap64, FrozenBitMap64
 
 from blocklist import ListSnapshot, SnapshotError
 from sync.wire import LogEntry
@@ -41,9 +40,6 @@ __all__ = [
 # there means trimmed or lost entries and the adapter resyncs at once; the bound only stops a
 # misbehaving source from growing memory without limit (10k entries ~ 2 MB of Python objects).
 MAX_PENDING_ENTRIES = 10_000
-# Up to this many changes in a batch, the digit lengths of the new list are derived from the old
-# list's instead of rescanned (str() per change costs more than the scan beyond ~100 changes).
-INCREMENTAL_LENGTHS_MAX = 64
 
 
 class HubBehindError(RuntimeError):
@@ -85,48 +81,36 @@ def fold(entries: Iterable[LogEntry]) -> tuple[list[int], list[int]]:
 def apply_entries(base: ListSnapshot, run: Sequence[LogEntry]) -> ListSnapshot:
     """`base` with the contiguous `run` applied, as a new snapshot at the run's last version.
 
-    Same result as `ListSnapshot.with_changes`, at half the cost: the frozen bitmap's `|` and `-`
-    build the new frozen bitmap in one copy, where with_changes copies to a mutable bitmap and
-    then again to freeze it (measured 1.9 vs 4.7 ms at 10k entries). Entries were validated as
-    E.164 when decoded (`sync.wire`), so no entry here can be implausible.
+    A short run becomes an overlay on `base` (O(run), whatever the list's size), a long one a
+    compact copy: `ListSnapshot.apply`. Entries were validated as E.164 when decoded
+    (`sync.wire`), so no entry here can be implausible.
     """
     version = run[-1].version
     if version <= base.version:
         raise SnapshotError(f"version {version} does not follow the list's version {base.version}")
     adds, removes = fold(run)
-    bitmap = base.bitmap
-    if adds:
-        bitmap = bitmap | BitMap64(adds)
-    if removes:
-        bitmap = bitmap - BitMap64(removes)
-    return ListSnapshot(bitmap, version, lengths=_lengths_after(base, bitmap, adds, removes))
-
-
-def _lengths_after(
-    base: ListSnapshot, bitmap: FrozenBitMap64, adds: list[int], removes: list[int]
-) -> frozenset[int]:
-    """The exact digit lengths present after a small batch, from the base's (else empty: the
-    snapshot computes them). Scanning every length costs ~0.2 ms per swap at 10k entries,
-    a tenth of a one-change apply; a small batch only needs its own lengths checked."""
-    if len(adds) + len(removes) > INCREMENTAL_LENGTHS_MAX or not base.lengths:
-        return frozenset()
-    lengths = set(base.lengths)
-    lengths.update(len(str(n)) for n in adds)
-    for n_digits in {len(str(n)) for n in removes} & lengths:
-        if not bitmap.range_cardinality(10 ** (n_digits - 1), 10**n_digits):
-            lengths.discard(n_digits)
-    return frozenset(lengths)
+    return base.apply(adds, removes, version)
 
 
 class SyncMachine:
     """The applied list plus entries held past a hole. Single-threaded; no clock, no I/O."""
 
-    def __init__(self, snapshot: ListSnapshot, max_pending: int = MAX_PENDING_ENTRIES) -> None:
+    def __init__(
+        self,
+        snapshot: ListSnapshot,
+        max_pending: int = MAX_PENDING_ENTRIES,
+        *,
+        defer_checksums: bool = False,
+    ) -> None:
         self._current = snapshot
         self._pending: dict[int, LogEntry] = {}
         self._max_pending = max_pending
         # A fault only a hub snapshot fixes (checksum mismatch, overflow); holes are derived.
         self._fault: Gap | None = None
+        # With defer_checksums, the newest applied snapshot that came with the hub's checksum
+        # for it, waiting for verify(): hashing the list is O(list), applying a change is not.
+        self._defer = defer_checksums
+        self._expected: tuple[ListSnapshot, str] | None = None
 
     @property
     def current(self) -> ListSnapshot:
@@ -139,6 +123,23 @@ class SyncMachine:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def unverified(self) -> bool:
+        """Whether a hub checksum is waiting for verify() (only with defer_checksums)."""
+        return self._expected is not None
+
+    def verify(self) -> Gap | None:
+        """Compare the newest snapshot that came with a hub checksum against it; a mismatch is a
+        fault only a hub snapshot fixes. O(list): adapters run it off the hot path. Returns the
+        machine's gap afterwards."""
+        expected, self._expected = self._expected, None
+        if expected is not None:
+            snapshot, checksum = expected
+            if snapshot.checksum != checksum:
+                version = snapshot.version
+                self._fault = Gap(f"checksum mismatch at version {version}", version)
+        return self.gap
 
     @property
     def gap(self) -> Gap | None:
@@ -175,6 +176,7 @@ class SyncMachine:
             return Step(None, duplicates=1, gap=self.gap)
         self._current = snapshot
         self._fault = None
+        self._expected = None  # that list is gone; the new one is checked on its own terms
         self._pending = {v: e for v, e in self._pending.items() if v > snapshot.version}
         new, applied, last_ts = self._drain()
         return Step(new or snapshot, applied, 0, self.gap, last_ts)
@@ -195,7 +197,8 @@ class SyncMachine:
                 f"behind the applied version {self._current.version}"
             )
         self._current = aside._current
-        self._fault = aside._fault
+        self._fault = aside._fault  # the rebuild checked its checksums as it went
+        self._expected = None
         kept = {v: e for v, e in self._pending.items() if v > aside.version}
         kept.update(aside._pending)
         self._pending = kept
@@ -220,6 +223,9 @@ class SyncMachine:
         new = apply_entries(self._current, run)
         self._current = new
         last = run[-1]
-        if last.checksum is not None and last.checksum != new.checksum:
-            self._fault = Gap(f"checksum mismatch at version {last.version}", last.version)
+        if last.checksum is not None:
+            if self._defer:
+                self._expected = (new, last.checksum)
+            elif last.checksum != new.checksum:
+                self._fault = Gap(f"checksum mismatch at version {last.version}", last.version)
         return new, len(run), last.ts

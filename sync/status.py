@@ -12,7 +12,7 @@ __all__ = ["FollowerStatus"]
 class FollowerStatus:
     applied_version: int
     entries: int
-    checksum: str
+    checksum: str  # of the newest list hashed here (version `checksum_version`)
     hub_version: int | None  # newest version the hub is known to have (None: never reached it)
     lag_versions: int | None  # hub_version - applied_version
     lag_seconds: float | None  # 0 when in sync; else seconds since last fully in sync
@@ -21,3 +21,4 @@ class FollowerStatus:
     last_sync_unix: float | None  # last time the list was confirmed current with its source
     connected: bool
     last_error: str | None = None  # the latest fault, for logs and operators (never a number)
+    checksum_version: int | None = None  # None: applied_version

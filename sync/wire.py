@@ -220,6 +220,10 @@ class SiteReport:
     lag_seconds: float | None = None
     resyncs: int = 0
     reconnects: int = 0
+    # The version `checksum` belongs to: the newest list the site has hashed, which trails
+    # applied_version while changes stream in (a follower hashes its list at most every
+    # verify_interval_s). None in records that predate the field: applied_version.
+    checksum_version: int | None = None
 
 
 def encode_site(report: SiteReport) -> str:
@@ -233,6 +237,7 @@ def encode_site(report: SiteReport) -> str:
             "lag_seconds": report.lag_seconds,
             "resyncs": report.resyncs,
             "reconnects": report.reconnects,
+            "checksum_version": report.checksum_version,
         },
         separators=(",", ":"),
     )
@@ -251,6 +256,9 @@ def decode_site(site: str, raw: bytes | str) -> SiteReport:
             lag_seconds=None if data.get("lag_seconds") is None else float(data["lag_seconds"]),
             resyncs=int(data.get("resyncs", 0)),
             reconnects=int(data.get("reconnects", 0)),
+            checksum_version=(
+                None if data.get("checksum_version") is None else int(data["checksum_version"])
+            ),
         )
     except (ValueError, KeyError, TypeError):
         raise WireError(f"site report for {site!r} is not a upcs site record") from None

@@ -341,6 +341,7 @@ def status(
                         "site": s.site,
                         "applied_version": s.applied_version,
                         "checksum": s.checksum,
+                        "checksum_version": s.checksum_version,
                         "entries": s.entries,
                         "lag_versions": s.lag_versions,
                         "lag_seconds": s.lag_seconds,
@@ -359,7 +360,15 @@ def status(
         f"{len(hub.sites)} site(s)\n"
     )
     for s in hub.sites:
-        state = "in sync" if s.in_sync else "BEHIND" if s.lag_versions else "CHECKSUM DIFFERS"
+        if s.in_sync:
+            state = "in sync"
+        elif s.lag_versions:
+            state = "BEHIND"
+        elif s.checksum_version != s.applied_version:
+            # Hashing the whole list waits for a quiet log (or verify_interval_s): not yet known.
+            state = f"checksum not yet compared (last hashed version {s.checksum_version})"
+        else:
+            state = "CHECKSUM DIFFERS"
         if s.last_seen_s > silent_after_s:
             # Its last report may say "in sync", but a silent site may be down or cut off.
             state = f"SILENT (last report: {state})"

@@ -33,7 +33,7 @@ def test_snapshot_is_immutable() -> None:
     snap = ListSnapshot.from_numbers([A, B], 1)
     assert isinstance(snap.bitmap, FrozenBitMap64)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        snap.version = 2  # type: ignore[misc]
+        snap.version = 2
     with pytest.raises(AttributeError):
         snap.bitmap.add(C)  # type: ignore[attr-defined]
     assert A in snap and C not in snap and "x" not in snap

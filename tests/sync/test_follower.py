@@ -79,9 +79,10 @@ async def test_follower_applies_every_change_and_reports(
         st = follower.status()
         assert st.lag_versions == 0 and st.lag_seconds == 0.0 and st.hub_version == 3
         assert st.last_sync_unix is not None and st.resyncs == 0
-        for _ in range(100):  # the report follows within a report interval (0.1 s)
+        for _ in range(100):  # the report follows within a report interval (0.1 s), and
+            # the hashed version once the log has been quiet for one block (0.2 s)
             hub = await read_hub_status(rclient, sync, now_unix=st.last_sync_unix)
-            if hub.sites and hub.sites[0].applied_version == 3:
+            if hub.sites and hub.sites[0].checksum_version == 3:
                 break
             await asyncio.sleep(0.02)
         (site,) = hub.sites
@@ -152,16 +153,24 @@ async def test_trim_while_idle_is_noticed_without_new_entries(
         assert len(holder.current) == 5
 
 
-async def test_checksum_divergence_is_repaired(
-    rclient: aioredis.Redis, prefix: str, redis_url: str, tmp_path: Path
-) -> None:
+async def diverged(
+    rclient: aioredis.Redis, prefix: str, tmp_path: Path
+) -> tuple[SyncConfig, Publisher, Path]:
+    """A hub at version 5, and a local file claiming version 5 with different content (a
+    corrupted or foreign list)."""
     sync = SyncConfig(key_prefix=prefix)
     pub = Publisher(rclient, sync)
     for k in range(5):
         await pub.publish([Change("add", mobile(k))])
-    # A local file claiming version 5 with different content (a corrupted or foreign list).
     path = tmp_path / "diverged.snap"
     write_snapshot(path, ListSnapshot(FrozenBitMap64([BASE + 666]), 5))
+    return sync, pub, path
+
+
+async def test_checksum_divergence_is_repaired(
+    rclient: aioredis.Redis, prefix: str, redis_url: str, tmp_path: Path
+) -> None:
+    sync, pub, path = await diverged(rclient, prefix, tmp_path)
     holder = ListHolder(ListSnapshot.empty())
     follower = RedisFollower(redis_url, "diverged", holder, path, fast(sync))
     async with running(follower):
@@ -173,6 +182,28 @@ async def test_checksum_divergence_is_repaired(
         )
         assert BASE + 666 not in holder.current
         assert follower.status().resyncs == 1
+
+
+async def test_divergence_is_found_while_changes_keep_streaming(
+    rclient: aioredis.Redis, prefix: str, redis_url: str, tmp_path: Path
+) -> None:
+    # The log never goes quiet for a whole block here, so only verify_interval_s can bring the
+    # comparison with the hub's checksum about.
+    sync, pub, path = await diverged(rclient, prefix, tmp_path)
+    holder = ListHolder(ListSnapshot.empty())
+    config = fast(sync, block_s=2.0, verify_interval_s=0.3, persist_interval_s=3600.0)
+    follower = RedisFollower(redis_url, "streaming", holder, path, config)
+    async with running(follower):
+        await wait_for(lambda: follower.status().applied_version == 5, what="local file loaded")
+        for k in range(6, 60):
+            await pub.publish([Change("add", mobile(k))])
+            await asyncio.sleep(0.05)
+            if follower.status().resyncs:
+                break
+        assert follower.status().resyncs == 1, "no comparison while the log streamed"
+        await wait_for(lambda: in_step(follower, pub), what="follower at the hub head")
+        assert pub.mirror is not None and holder.current.checksum == pub.mirror.checksum
+        assert BASE + 666 not in holder.current
 
 
 async def test_restart_without_the_hub_uses_the_persisted_list(

@@ -124,6 +124,45 @@ def test_checksum_on_last_entry_is_verified() -> None:
     assert m.gap is not None and m.gap.reason.startswith("checksum mismatch")
 
 
+def test_deferred_checksum_waits_for_verify() -> None:
+    # A follower applies each change at once and hashes the list later (it costs O(list)).
+    m = SyncMachine(ListSnapshot.empty(), defer_checksums=True)
+    good = snap([BASE + 1], 1).checksum
+    step = m.receive([add(1, 1, checksum=good)])
+    assert step.gap is None and m.unverified and not m.current.checksum_known
+    assert m.verify() is None and not m.unverified
+    step = m.receive([add(2, 2, checksum="0" * 32)])
+    assert step.snapshot is not None and BASE + 2 in step.snapshot  # enforced at once
+    assert step.gap is None and m.unverified
+    m.receive([add(3, 3)])  # no checksum: the pending one stays
+    assert m.verify() == Gap("checksum mismatch at version 2", 2)
+    assert not m.unverified
+    m.receive([add(4, 4)])
+    assert m.gap is not None and m.gap.reason.startswith("checksum mismatch")
+    assert m.verify() == m.gap  # nothing new to compare: the fault stays
+
+
+def test_a_newer_snapshot_or_a_rebuild_supersedes_a_pending_checksum() -> None:
+    m = SyncMachine(ListSnapshot.empty(), defer_checksums=True)
+    m.receive([add(1, 1, checksum="0" * 32)])
+    m.offer_snapshot(snap([BASE + 1, BASE + 2], 5))
+    assert not m.unverified and m.verify() is None
+    m.receive([add(6, 6, checksum="0" * 32)])
+    step = m.resync(snap([BASE + 1], 4), [add(5, 5), add(6, 6), add(7, 7)])
+    assert step.gap is None and not m.unverified and m.verify() is None
+
+
+def test_deferred_and_immediate_machines_apply_the_same_lists() -> None:
+    entries = [add(v, v % 7) if v % 3 else rm(v, (v * 5) % 7) for v in range(1, 60)]
+    lazy = SyncMachine(ListSnapshot.empty(), defer_checksums=True)
+    eager = SyncMachine(ListSnapshot.empty())
+    for i in range(0, len(entries), 4):
+        lazy.receive(entries[i : i + 4])
+        eager.receive(entries[i : i + 4])
+        assert numbers(lazy.current) == numbers(eager.current)
+    assert lazy.current.checksum == eager.current.checksum
+
+
 def test_resync_rebuilds_aside_and_clears_a_mismatch() -> None:
     m = SyncMachine(snap([BASE + 666], 5))  # diverged: 666 is not the hub's
     m.receive([add(6, 6, checksum="f" * 32)])
