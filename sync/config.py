@@ -39,9 +39,10 @@ DEFAULT_BLOCK_S = 1.0
 # overlay costs one copy of the whole list, ~5 ms at 1M entries on the reference machine).
 DEFAULT_BATCH_MAX_ENTRIES = 10_000
 # Comparing the list with the hub's checksum hashes every entry (~18 ms at 1M entries on the
-# reference machine), so a follower under a stream of changes does it at most this often, and
-# whenever the log goes quiet; each change itself is applied in O(change). A divergence (which
-# only a bug can cause) is found within this time and fixed by a resync that never undoes a bar.
+# reference machine), so a follower under a stream of changes does it about this often (with
+# +-50% jitter), and whenever the log goes quiet; each change itself is applied in O(change).
+# A divergence (which only a bug can cause) is found within this time and fixed by a resync
+# that never undoes a bar.
 DEFAULT_VERIFY_INTERVAL_S = 10.0
 DEFAULT_REPORT_INTERVAL_S = 1.0  # `upcs sync status` shows each site to within a second
 # Persisting rewrites the whole file (fsync); every 10 s bounds both the disk work and what a

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,7 +91,11 @@ class RedisFollower:
         # The newest list whose checksum is known here: what the site reports (hashing the
         # current list on every report would cost O(list) a second under a stream of changes).
         self._hashed = holder.current
-        self._verified_unix = clock()
+        self._entry_unix = clock()  # when the log last brought entries
+        # Hashing is spread at random over 0.5-1.5 intervals, so followers started together
+        # (a hub failover, or many on one host) do not all hash their lists at the same moment.
+        self._jitter = random.Random()
+        self._verify_due_unix = clock() + self._verify_gap_s()
         self._client: aioredis.Redis | None = None
         self._connected = False
         self._reconnects = 0
@@ -220,9 +225,11 @@ class RedisFollower:
                 if gap is not None:
                     await self._resync(client, gap.reason)
             now = self._clock()
-            if self._machine.unverified and (
-                not resp or now - self._verified_unix >= self._config.verify_interval_s
-            ):
+            if resp:
+                self._entry_unix = now
+            # Quiet means a whole block without entries; a read cut short for a report is not.
+            quiet = now - self._entry_unix >= self._config.block_s
+            if self._machine.unverified and (quiet or now >= self._verify_due_unix):
                 await self._verify(client)
             self._mark_synced()
             if now - self._last_report >= self._config.report_interval_s:
@@ -261,11 +268,14 @@ class RedisFollower:
     async def _verify(self, client: aioredis.Redis) -> None:
         """Compare the applied list with the hub's checksum for it; resync on a mismatch."""
         gap = await self._off_loop(self._machine.verify)
-        self._verified_unix = self._clock()
+        self._verify_due_unix = self._clock() + self._verify_gap_s()
         if self._machine.current.checksum_known:
             self._hashed = self._machine.current
         if gap is not None:
             await self._resync(client, gap.reason)
+
+    def _verify_gap_s(self) -> float:
+        return self._config.verify_interval_s * self._jitter.uniform(0.5, 1.5)
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a state-machine step; on a big list, in a thread so the loop keeps serving.
