@@ -21,14 +21,32 @@ HUB = Path(__file__).resolve().parents[2] / "hub"
 SECRETS = ("7700900001", "7700 900001", "2079460001", "victim.one@example.org", "Drama Street")
 
 
+# Rewriting row 1 (the migration's own row) with an insert that names its id.
+_ROW_1 = "(1, '2020-01-01 00:00:00', 'x', 'schema.migrate', NULL, 'rewritten', '{}')"
+_COLUMNS = "audit_log (id, at, actor, action, case_id, reason, detail)"
+UPSERT = f"INSERT INTO {_COLUMNS} VALUES {_ROW_1} ON CONFLICT (id) DO UPDATE SET reason = 'x'"
+# SQLite's REPLACE deletes the old row without firing DELETE triggers (migration 0002).
+SQLITE_REPLACE = (
+    f"INSERT OR REPLACE INTO {_COLUMNS} VALUES {_ROW_1}",
+    f"REPLACE INTO {_COLUMNS} VALUES {_ROW_1}",
+)
+
+
 @pytest.mark.parametrize(
     "statement",
-    ["UPDATE audit_log SET reason = 'rewritten'", "DELETE FROM audit_log"],
+    ["UPDATE audit_log SET reason = 'rewritten'", "DELETE FROM audit_log", UPSERT, *SQLITE_REPLACE],
+    ids=["update", "delete", "upsert", "insert-or-replace", "replace"],
 )
 def test_database_refuses_to_change_the_audit_log(hub: Hub, engine: Engine, statement: str) -> None:
+    if statement in SQLITE_REPLACE and engine.dialect.name != "sqlite":
+        pytest.skip("REPLACE is SQLite's own syntax")
     hub.create_case(parse_case_request(make_request()), handler="h", reason="r")
+    with engine.connect() as conn:
+        before = [(e.id, e.reason) for e in read_audit(conn)]
     with pytest.raises(DBAPIError, match=r"append-only"), engine.begin() as conn:
         conn.execute(text(statement))
+    with engine.connect() as conn:
+        assert [(e.id, e.reason) for e in read_audit(conn)] == before
     with engine.connect() as conn:
         assert [e.reason for e in read_audit(conn)][-1] == "r"
 

@@ -9,12 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from hub import DatabaseError, check_current, make_engine, migrate
-from hub.db import MIGRATIONS_DIR
+from hub.db import MIGRATIONS_DIR, _alembic_config
 from hub.schema import metadata
 from tests.hub.conftest import ROOT
 
@@ -30,8 +33,8 @@ def test_init_is_idempotent_and_checked(db_url: str) -> None:
     try:
         with pytest.raises(DatabaseError, match="run `upcs hub init`"):
             check_current(eng)
-        assert migrate(eng) == (None, "0001")
-        assert migrate(eng) == ("0001", "0001")
+        assert migrate(eng) == (None, "0002")
+        assert migrate(eng) == ("0002", "0002")
         check_current(eng)
     finally:
         eng.dispose()
@@ -73,6 +76,33 @@ def test_package_build_ships_the_migrations(tmp_path: Path) -> None:
         for p in MIGRATIONS_DIR.rglob("*")
         if p.is_file() and p.suffix in (".py", ".mako", ".ini")
     }
-    assert {"env.py", "script.py.mako", "alembic.ini", "versions/0001_initial.py"} <= shipped
+    assert {
+        "env.py",
+        "script.py.mako",
+        "alembic.ini",
+        "versions/0001_initial.py",
+        "versions/0002_audit_no_replace.py",
+    } <= shipped
     missing = [name for name in shipped if not (out / "hub" / "migrations" / name).is_file()]
     assert not missing
+
+
+def test_a_database_made_by_0001_upgrades_and_gains_the_replace_lock(db_url: str) -> None:
+    """A hub initialised before 0002 (already deployed) gets the lock from `upcs hub init`."""
+    eng = make_engine(db_url)
+    try:
+        with eng.connect() as conn:
+            command.upgrade(_alembic_config(conn), "0001")
+            conn.commit()
+        assert migrate(eng) == ("0001", "0002")
+        check_current(eng)
+        if eng.dialect.name == "sqlite":
+            with pytest.raises(DBAPIError, match="append-only"), eng.begin() as conn:
+                conn.execute(
+                    text(
+                        "REPLACE INTO audit_log (id, at, actor, action, reason, detail) "
+                        "VALUES (1, '2020-01-01 00:00:00', 'x', 'x', 'rewritten', '{}')"
+                    )
+                )
+    finally:
+        eng.dispose()
