@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from hub import Action, Hub, parse_case_request
+from hub import cases as cases_mod
 from hub.bars import barred_numbers, release_bars
 from hub.db import lock_bars
-from hub.schema import outbox
+from hub.schema import cases, outbox
 from tests.hub.conftest import FakeClock, make_request
 
 SHARED = "+447700900001"  # barred by both cases
@@ -130,3 +132,29 @@ def test_bar_changes_are_serialised(hub: Hub, engine: Engine) -> None:
     assert finished.is_set()
     assert _barred(engine) == set()
     assert _outbox(engine)[-1] == (b, "lift", [["remove", SHARED, f"case:{b}"]])
+
+
+def test_outbox_row_commits_with_the_case_change_or_not_at_all(
+    hub: Hub, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox is written in the transaction of the case change (issue 5, "Publishing without
+    loss"): if anything after it fails, neither the bars, nor the state, nor the 'add' remain."""
+    c = hub.create_case(parse_case_request(make_request()), handler="h", reason="r")
+    hub.transition(c, Action.ASSESS, handler="h", reason="r")
+
+    def audit_fails(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("audit write failed")
+
+    monkeypatch.setattr(cases_mod, "record", audit_fails)
+    with pytest.raises(RuntimeError, match="audit write failed"):
+        hub.transition(c, Action.APPROVE, handler="h", reason="r")
+    monkeypatch.undo()
+    assert _outbox(engine) == []
+    assert _barred(engine) == set()
+    with engine.connect() as conn:
+        assert conn.execute(select(cases.c.state).where(cases.c.id == c)).scalar_one() == (
+            "assessing"
+        )
+    # And once the failure is gone the same approval goes through whole.
+    assert hub.transition(c, Action.APPROVE, handler="h", reason="r").adds == 2
+    assert [action for _, action, _ in _outbox(engine)] == ["approve"]
