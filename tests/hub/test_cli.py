@@ -272,3 +272,28 @@ def test_registered_under_upcs() -> None:
     case_help = CliRunner().invoke(upcs_app, ["hub", "case", "--help"]).stdout
     for name in ("new", "assess", "approve", "decline", "lift", "list", "show"):
         assert name in case_help
+
+
+def test_db_defaults_to_config_then_a_sqlite_file_here(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--db` falls back to `[hub] database`, else to a SQLite file in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner(env={"UPCS_HANDLER": HANDLER, "UPCS_HUB_DB": None})
+    config = tmp_path / "upcs.toml"
+    config.write_text(f'[hub]\ndatabase = "{db_url}"\n', encoding="utf-8")
+    request = tmp_path / "req.json"
+    request.write_text(json.dumps(make_request()), encoding="utf-8")
+    for argv in (["init"], ["case", "new", "--from-json", str(request)]):
+        result = runner.invoke(app, [*argv, "--config", str(config)], catch_exceptions=False)
+        assert result.exit_code == 0, result.stderr
+    assert _case_count(db_url) == 1
+    assert not (tmp_path / "upcs-hub.db").exists()
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("", encoding="utf-8")
+    for argv in (["init"], ["case", "new", "--from-json", str(request)]):
+        result = runner.invoke(app, [*argv, "--config", str(empty)], catch_exceptions=False)
+        assert result.exit_code == 0, result.stderr
+    assert _case_count(f"sqlite:///{tmp_path / 'upcs-hub.db'}") == 1
+    assert _case_count(db_url) == 1
