@@ -50,6 +50,8 @@ EARLIEST_BIRTH_YEAR = 1900  # a date of birth before this is a typo, not a priso
 PRISON_NUMBER_RE = re.compile(r"[A-Z][0-9]{4}[A-Z]{2}")
 # Deliberately loose (RFC 5322 allows far more): one @, something before it, a dotted domain.
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# What a misspelt field name looks like ("phone", "date_of_birth"); other keys are not echoed.
+FIELD_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 class RequesterType(enum.StrEnum):
@@ -228,8 +230,14 @@ def _only(obj: Mapping[str, Any], where: str, known: set[str]) -> None:
     # An unknown key is most often a typo ("phone" for "phones") that would silently drop a
     # number from the bar, so it refuses the case rather than being ignored.
     unknown = sorted(set(obj) - known)
-    if unknown:
-        raise IntakeRefused(f"{where}.{unknown[0]}", "unknown field")
+    if not unknown:
+        return
+    for key in unknown:
+        if FIELD_NAME_RE.fullmatch(key):
+            raise IntakeRefused(f"{where}.{key}", "unknown field")
+    # A key that is no field name may be a number or address typed in the wrong place: the
+    # message must not repeat it (safety invariant 4).
+    raise IntakeRefused(where, "unknown field whose name looks like data (not repeated here)")
 
 
 def _need(obj: Mapping[str, Any], key: str, prefix: str) -> Any:

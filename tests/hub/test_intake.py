@@ -114,6 +114,12 @@ REFUSALS: list[tuple[str, Edit, str, str]] = [
         "protected[0].phone",
         "unknown field",
     ),
+    (
+        "contact-detail-as-field-name",
+        _set("protected.0.07700 900001", "mobile"),
+        "protected[0]",
+        "unknown field",
+    ),
     ("no-protected", _set("protected", []), "protected", "non-empty"),
     ("no-contacts", _set("protected.0", {"name": "X"}), "protected[0]", "at least one"),
     (
