@@ -211,6 +211,9 @@ def test_every_command_leaves_its_audit_row(db_url: str, tmp_path: Path, redis_p
         client.xadd(f"{redis_prefix}:attempts", attempt)  # type: ignore[arg-type]
         new = run(("alerts", "--pull"), "alert.view")
         assert any(e.action == "alert.record" and e.actor == "alerts" for e in new)
+        (alert,) = cli.json("alerts")  # JSON Lines: one object per alert
+        assert (alert["case"], alert["site"], alert["call_id"]) == (1, "HMP Hull", "c1@pbx")
+        assert alert["matched"] == "+447700900001"
         attempt["call_id"] = "c2@pbx"
         client.xadd(f"{redis_prefix}:attempts", attempt)  # type: ignore[arg-type]
         run(("relay", "--once"), "alert.record", "alerts")
