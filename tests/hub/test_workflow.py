@@ -129,3 +129,46 @@ def test_transition_needs_a_handler_and_a_reason(hub: Hub, clock: FakeClock) -> 
         hub.transition(case_id, Action.ASSESS, handler=" ", reason="r")
     with pytest.raises(ValueError, match="reason"):
         hub.transition(case_id, Action.ASSESS, handler="h", reason="")
+
+
+def test_a_case_keeps_everything_the_request_said(hub: Hub, clock: FakeClock) -> None:
+    """Who asked, how to reach them, consent, why, the offender and every protected person's
+    phones, addresses and emails (issue 5, "Cases") come back whole from the database."""
+    people = [
+        {
+            "name": "Victim One",
+            "phones": ["07700 900001", "020 7946 0001"],
+            "addresses": ["1 Drama Street, Leeds LS1 1AA", "2 Other Road, York YO1 1AA"],
+            "emails": ["victim.one@example.org"],
+        },
+        {"name": "Child Two", "addresses": ["1 Drama Street, Leeds LS1 1AA"]},
+    ]
+    request = make_request(requester_type="on_behalf_with_consent", consent=True, people=people)
+    case_id = hub.create_case(parse_case_request(request), handler="h", reason="intake")
+    shown = hub.show_case(case_id, handler="h", reason="check").as_json()
+    assert shown["requester"] == {
+        "type": "on_behalf_with_consent",
+        "name": "PC Drama",
+        "contact": "020 7946 0999",
+    }
+    assert shown["victim_consent"] is True
+    assert shown["reason"] == "repeated threatening calls from prison"
+    assert shown["offender"] == {
+        "name": "Joe Bloggs",
+        "prison_number": "A1234BC",
+        "date_of_birth": "1985-04-01",
+        "establishment": "HMP Leeds",
+    }
+    assert [
+        (p["name"], [ph["e164"] for ph in p["phones"]], p["addresses"], p["emails"])
+        for p in shown["protected"]
+    ] == [
+        (
+            "Victim One",
+            ["+447700900001", "+442079460001"],
+            people[0]["addresses"],
+            people[0]["emails"],
+        ),
+        ("Child Two", [], people[1]["addresses"], []),
+    ]
+    assert (shown["state"], shown["people"], shown["numbers"]) == ("received", 2, 2)
