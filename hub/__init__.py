@@ -6,7 +6,7 @@ hub never imports sync or gateway: the relay publishes through an injected calla
 """
 
 from hub.alerts import AlertRecord, Attempt, AttemptPuller, list_alerts, parse_attempt
-from hub.audit import AuditAction, AuditEntry, tag
+from hub.audit import NO_REASON_GIVEN, AuditAction, AuditEntry, tag
 from hub.bars import Change
 from hub.cases import DEFAULT_REVIEW_DAYS, CaseNotFound, Hub, HubConfig
 from hub.db import (
@@ -33,6 +33,7 @@ from hub.workflow import (
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "DEFAULT_REVIEW_DAYS",
+    "NO_REASON_GIVEN",
     "TRANSITIONS",
     "Action",
     "AlertRecord",

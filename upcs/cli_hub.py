@@ -5,10 +5,16 @@ callable from here, so `hub` never imports `sync` (DESIGN.md "Components").
 
 Every command takes `--db URL` (default `[hub] database`, else a SQLite file in the working
 directory); those that publish take `--redis URL` (`[hub] redis`). Every command that reads or
-changes a case needs `--handler NAME` (or UPCS_HANDLER) and writes its audit row (Data Protection
-Act 2018 s.62); `case show` also needs `--reason`, the justification s.62 asks for. Approving,
-lifting and expiring publish at once when a Redis URL is known; otherwise, or if Redis is down,
-the change waits in the outbox for `upcs hub relay` and the command says so.
+changes a case writes its audit row: who, when, what and why (Data Protection Act 2018 s.62).
+The workflow commands need `--handler NAME` and `--reason TEXT`: issue 5 names assess, approve,
+decline and lift with them, and expire, transfer and expire-due (whose reason defaults to
+"review date reached") follow. The commands issue 5 names without them (init, case new,
+case list, case show, audit, alerts) run exactly as written there: `--handler` (or UPCS_HANDLER)
+defaults to the operating-system login, recorded as `os:LOGIN`, and the views' `--reason` is
+optional: without it the row says `hub.NO_REASON_GIVEN`, never an invented justification.
+A disclosure (`case show --disclosed-to`, not in the issue) still needs `--reason`.
+Approving, lifting and expiring publish at once when a Redis URL is known; otherwise, or if Redis
+is down, the change waits in the outbox for `upcs hub relay` and the command says so.
 Exit codes: 0 success, 1 runtime error or refused request (with field and reason), 2 usage error.
 """
 
@@ -35,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 import sync
 from hub import (
     DEFAULT_DATABASE_URL,
+    NO_REASON_GIVEN,
     Action,
     AttemptPuller,
     CaseNotFound,
@@ -90,7 +97,27 @@ HandlerOpt = Annotated[
     str,
     typer.Option("--handler", envvar="UPCS_HANDLER", help="The case handler acting (audited)."),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="JSON Lines output.")]
+# For the commands issue 5 names without --handler: resolved by _actor().
+ActorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--handler",
+        envvar="UPCS_HANDLER",
+        help="Who is acting (audited).",
+        show_default="os:LOGIN, your operating-system login",
+    ),
+]
+# For the views issue 5 names without --reason: s.62 wants the why, but the row must not lie.
+ReasonView = Annotated[
+    str,
+    typer.Option(
+        "--reason",
+        help="Why you are looking (audited); without it the audit row says no reason was given.",
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="JSON Lines output.", show_default="off: text lines")
+]
 CaseArg = Annotated[int, typer.Argument(help="Case id.", min=1)]
 
 
@@ -114,6 +141,16 @@ def _errors() -> Iterator[None]:
 def _die(message: str) -> None:
     typer.echo(f"upcs hub: {message}", err=True)
     raise typer.Exit(1)
+
+
+def _actor(handler: str | None) -> str:
+    """Who the audit row names: --handler / UPCS_HANDLER, else the OS login marked as such."""
+    if handler is not None:
+        return handler  # even "": the hub refuses a blank actor rather than guess one
+    try:
+        return f"os:{getpass.getuser()}"
+    except (OSError, KeyError):  # no LOGNAME/USER and no passwd entry (3.13: OSError)
+        raise _Fail("cannot tell who is acting from the OS login: give --handler NAME") from None
 
 
 def _config(path: Path | None) -> UpcsConfig:
@@ -201,16 +238,13 @@ def init_cmd(
     *,
     db: DbOpt = None,
     config: ConfigOpt = None,
-    handler: Annotated[
-        str | None, typer.Option("--handler", envvar="UPCS_HANDLER", help="Who runs it.")
-    ] = None,
+    handler: ActorOpt = None,
 ) -> None:
     """Create or migrate the hub database (Alembic)."""
     with _errors():
         cfg = _config(config)
         with _engine(cfg, db, current=False) as engine:
-            actor = handler or f"os:{getpass.getuser()}"
-            before, after = migrate(engine, actor=actor)
+            before, after = migrate(engine, actor=_actor(handler))
             was = before or "empty"
             typer.echo(f"hub database {redact_url(str(engine.url))}: {was} -> revision {after}")
 
@@ -221,7 +255,7 @@ def init_cmd(
 @case_app.command("new")
 def case_new(
     *,
-    handler: HandlerOpt,
+    handler: ActorOpt = None,
     from_json: Annotated[
         Path | None, typer.Option("--from-json", help="Request file ('-' reads stdin).")
     ] = None,
@@ -280,7 +314,7 @@ def case_new(
         with _engine(cfg, db) as engine:
             case_id = Hub(engine).create_case(
                 request,
-                handler=handler,
+                handler=_actor(handler),
                 reason=f"intake of a request from {request.requester.type.value}",
             )
         for warning in request.warnings:
@@ -488,15 +522,15 @@ def case_transfer(
 
 # ---- views (each audited) ----------------------------------------------------------------------
 
-ReasonView = Annotated[str, typer.Option("--reason", help="Why you are looking (audited).")]
-
 
 @case_app.command("list")
 def case_list(
     *,
-    handler: HandlerOpt,
-    reason: ReasonView = "caseload review",
-    state: Annotated[State | None, typer.Option(help="Only cases in this state.")] = None,
+    handler: ActorOpt = None,
+    reason: ReasonView = NO_REASON_GIVEN,
+    state: Annotated[
+        State | None, typer.Option(help="Only cases in this state.", show_default="all states")
+    ] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
@@ -505,7 +539,7 @@ def case_list(
     with _errors():
         cfg = _config(config)
         with _engine(cfg, db) as engine:
-            found = Hub(engine).list_cases(handler=handler, reason=reason, state=state)
+            found = Hub(engine).list_cases(handler=_actor(handler), reason=reason, state=state)
         for s in found:
             if as_json:
                 _emit(s.as_json())
@@ -521,22 +555,30 @@ def case_list(
 def case_show(
     *,
     case_id: CaseArg,
-    handler: HandlerOpt,
-    reason: Annotated[str, typer.Option("--reason", help="Why you need the case (audited).")],
+    handler: ActorOpt = None,
+    reason: ReasonView = NO_REASON_GIVEN,
     disclosed_to: Annotated[
         str | None,
-        typer.Option(help="Recipient outside the hub this is for (audited as a disclosure)."),
+        typer.Option(
+            help="Recipient outside the hub this is for (audited as a disclosure; needs --reason).",
+            show_default="none: not a disclosure",
+        ),
     ] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show one case in full, contact details included."""
+    if disclosed_to is not None and reason == NO_REASON_GIVEN:
+        # Not in issue 5's contract, so no script relies on it without a reason: a disclosure
+        # outside the hub keeps needing its justification (s.62).
+        typer.echo("Error: --disclosed-to needs --reason (why the case is disclosed)", err=True)
+        raise typer.Exit(2)
     with _errors():
         cfg = _config(config)
         with _engine(cfg, db) as engine:
             found = Hub(engine).show_case(
-                case_id, handler=handler, reason=reason, disclosed_to=disclosed_to
+                case_id, handler=_actor(handler), reason=reason, disclosed_to=disclosed_to
             )
         if as_json:
             _emit(found.as_json())
@@ -547,9 +589,11 @@ def case_show(
 @app.command("audit")
 def audit_cmd(
     *,
-    handler: HandlerOpt,
-    reason: ReasonView = "audit review",
-    case: Annotated[int | None, typer.Option("--case", help="Only this case's rows.")] = None,
+    handler: ActorOpt = None,
+    reason: ReasonView = NO_REASON_GIVEN,
+    case: Annotated[
+        int | None, typer.Option("--case", help="Only this case's rows.", show_default="all rows")
+    ] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
@@ -558,7 +602,7 @@ def audit_cmd(
     with _errors():
         cfg = _config(config)
         with _engine(cfg, db) as engine:
-            entries = Hub(engine).audit(handler=handler, reason=reason, case_id=case)
+            entries = Hub(engine).audit(handler=_actor(handler), reason=reason, case_id=case)
         for e in entries:
             if as_json:
                 _emit(e.as_json())
@@ -574,11 +618,15 @@ def audit_cmd(
 @app.command("alerts")
 def alerts_cmd(
     *,
-    handler: HandlerOpt,
-    reason: ReasonView = "attempted-contact review",
-    case: Annotated[int | None, typer.Option("--case", help="Only this case's alerts.")] = None,
+    handler: ActorOpt = None,
+    reason: ReasonView = NO_REASON_GIVEN,
+    case: Annotated[
+        int | None,
+        typer.Option("--case", help="Only this case's alerts.", show_default="all cases"),
+    ] = None,
     pull: Annotated[
-        bool, typer.Option("--pull", help="First read new attempts from Redis.")
+        bool,
+        typer.Option("--pull", help="First read new attempts from Redis.", show_default="off"),
     ] = False,
     redis: RedisOpt = None,
     db: DbOpt = None,
@@ -599,7 +647,7 @@ def alerts_cmd(
                     raise _Fail(f"cannot read attempts from Redis: {name}") from None
             found = list_alerts(
                 engine,
-                handler=handler,
+                handler=_actor(handler),
                 reason=reason,
                 at=dt.datetime.now(dt.UTC),
                 case_id=case,
