@@ -14,7 +14,6 @@ the INVITE alone and the injected screen alone, per call.
 from __future__ import annotations
 
 import argparse
-import gc
 import ipaddress
 import random
 import statistics
@@ -22,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from blocklist import DialPlan, ListHolder, ListSnapshot, Screener
+from gateway.app import settle_heap
 from gateway.sip import Message, ProxyConfig, ProxyCore, parse_message
 
 __all__ = ["main", "run"]
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate", type=float, default=2000.0, help="fake-clock calls/s (default 2000)")
     p.add_argument("--repeats", type=int, default=3, help="repeats, median reported (default 3)")
     args = p.parse_args(argv)
-    gc.freeze()  # as gateway/app.py does after start-up
+    settle_heap()  # as `upcs gateway run` does after start-up
     results = [run(args.calls, args.rate) for _ in range(args.repeats)]
     for key in results[0]:
         vals = [r[key] for r in results]

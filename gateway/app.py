@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import signal
@@ -41,13 +42,28 @@ from gateway.transport.overload import (
 from gateway.transport.tcp import TcpTransport
 from gateway.transport.udp import UdpListener, UdpSenders
 
-__all__ = ["Follower", "Gateway", "GatewayStartError", "load_initial_snapshot"]
+__all__ = [
+    "GC_THRESHOLDS",
+    "Follower",
+    "Gateway",
+    "GatewayStartError",
+    "load_initial_snapshot",
+    "settle_heap",
+]
 
 _log = logging.getLogger("upcs.gateway")
 _SHED_TAG_BYTES = f";tag={SHED_TAG}".encode()
 DRAIN_POLL_S = 0.05  # how often the drain checks whether in-flight transactions have ended
 FOLLOWER_STOP_TIMEOUT_S = 10.0  # the follower persists its snapshot on the way out: allow a write
 ATTEMPTS_FLUSH_TIMEOUT_S = 2.0  # queued attempt reports get this long to reach Redis at shutdown
+# The cyclic collector's thresholds while serving: CPython's (700, 10, 10), but a full collection
+# is considered only after 100 middle ones instead of 10. Every call leaves transactions behind
+# for 32 s (RFC 3261 Timers J, L, M; RFC 6026), so under load the heap grows for half a minute
+# and each full collection walks all of it while every call in flight waits: bench.sip_core,
+# 60,000 calls at 2,000/s, saw 10 full collections (1.7 s, the longest 332 ms) with the
+# default and 1 (266 ms) with this. Reference counting frees what a finished call leaves (the
+# core breaks its own cycles); only cyclic garbage waits longer for a full collection.
+GC_THRESHOLDS = (700, 10, 100)
 
 
 class GatewayStartError(RuntimeError):
@@ -76,6 +92,15 @@ def load_initial_snapshot(path: Path | None, allow_empty: bool) -> ListSnapshot:
         raise GatewayStartError(str(exc)) from None
     except OSError as exc:
         raise GatewayStartError(f"{path}: cannot read snapshot: {exc.strerror}") from None
+
+
+def settle_heap() -> None:
+    """Call once start-up is done. What is loaded by then (modules, phonenumbers' metadata, the
+    list) lives as long as the process: take it out of the cyclic collector's sight (gc.freeze)
+    so collections only walk what calls allocate, and set GC_THRESHOLDS."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _is_wildcard(host: str) -> bool:

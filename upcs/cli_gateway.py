@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gc
 import logging
 import sys
 from collections.abc import Callable, Coroutine
@@ -19,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from blocklist import DialPlan, ListHolder, ListSnapshot
-from gateway.app import Follower, Gateway, GatewayStartError, load_initial_snapshot
+from gateway.app import Follower, Gateway, GatewayStartError, load_initial_snapshot, settle_heap
 from gateway.attempts import AttemptReporter, AttemptsConfig
 from gateway.metrics import GatewayMetrics
 from gateway.options import CliGatewayArgs, UsageError, resolve_settings
@@ -128,11 +127,7 @@ async def serve_gateway(
         raise
     if announce is not None:
         announce(gateway)
-    # What is loaded by now (modules, phonenumbers' metadata, the list) lives as long as the
-    # process: take it out of the cyclic collector's sight so full collections, which stall
-    # every call in flight, only walk what calls allocate (gc.freeze, CPython >= 3.7).
-    gc.collect()
-    gc.freeze()
+    settle_heap()
     await gateway.serve()
     return 0
 
