@@ -174,6 +174,12 @@ _MAX_NEARS = 1 << 14
 # The table entry for a head that names no country code: no candidate is ever long enough.
 _NO_NUMBER: tuple[int, tuple[int, ...]] = (sys.maxsize, ())
 
+# The speculative readings of a dial variant, from its first five digits: (what the reading
+# puts in front of the variant, candidate length, digits of the variant that length takes) for
+# each lookup worth making, in the general path's order; then the country code and the digits
+# to cut for the reading with the trunk after the country code ("44 (0)20 ..."), or ("", 0).
+_Guesses = tuple[tuple[tuple[str, int, int], ...], str, int]
+
 
 class _Tables:
     """Per-snapshot lookup tables, keyed by a candidate's first three digits (which name its
@@ -184,16 +190,21 @@ class _Tables:
     __slots__ = (
         "added",
         "bitmap",
+        "guesses",
         "heads",
         "nears",
+        "never_ints",
         "never_listed",
         "own",
         "present",
         "removed",
         "snapshot",
+        "spoken",
     )
 
-    def __init__(self, snapshot: ListSnapshot, never_ints: frozenset[int], own_cc: str) -> None:
+    def __init__(
+        self, snapshot: ListSnapshot, never_ints: frozenset[int], own_cc: str, area: str
+    ) -> None:
         self.snapshot = snapshot
         # The list is (bitmap - removed) | added (ListSnapshot's overlay): the sets are empty
         # for a compact list and small otherwise, so they cost a truth test, or a set probe.
@@ -203,10 +214,16 @@ class _Tables:
         self.present = snapshot.lengths
         self.heads: dict[str, tuple[int, tuple[int, ...]]] = {}
         self.nears: dict[str, tuple[int, ...]] = {}
+        self.guesses: dict[str, _Guesses] = {}
         # Whether the list (wrongly) carries a never-block number: only then do hits need the
         # extra never-block test.
+        self.never_ints = never_ints
         self.never_listed = any(n in snapshot for n in never_ints)
         self.own = self.for_cc(own_cc)  # the site's own country, for the fast paths
+        # What a speculative reading puts in front of the digits, in the general path's order:
+        # the site's area (local dialling), the country code (national without the trunk 0),
+        # nothing (international without '+' or '00').
+        self.spoken = (own_cc + area, own_cc, "") if area else (own_cc, "")
 
     def for_cc(self, cc: str) -> tuple[int, tuple[int, ...]]:
         lengths = _COUNTRY_LENGTHS.get(cc)
@@ -244,6 +261,36 @@ class _Tables:
         info = _NO_NUMBER if cc is None else self.for_cc(cc)
         self.heads[head] = info
         return info
+
+    def guess(self, start: str) -> _Guesses:
+        """The lookups worth making for the speculative readings of any dial variant whose first
+        five digits are `start`: they fix each reading's country code and first five digits,
+        hence (`near`) the lengths at which the list has entries starting as the reading does,
+        and whether the variant has a trunk after its country code."""
+        lookups: list[tuple[str, int, int]] = []
+        for before in self.spoken:
+            near = (before + start)[:_NEAR_DIGITS]
+            info = self.heads.get(near[:3]) or self.head(near[:3])
+            totals = self.nears.get(near)
+            if totals is None:
+                totals = self.near(near, info[1])
+            lookups.extend((before, total, total - len(before)) for total in totals)
+        code, cut = "", 0
+        head_trunk = _CC_TRUNK_BY_HEAD.get(start[:3])
+        if head_trunk is not None and start.startswith(head_trunk[1], len(head_trunk[0])):
+            code, cut = head_trunk[0], len(head_trunk[0]) + len(head_trunk[1])
+        found = (tuple(lookups), code, cut)
+        if len(self.guesses) < _MAX_NEARS:
+            self.guesses[start] = found
+        return found
+
+    def barred(self, value: int) -> bool:
+        """Whether the list bars `value` (a never-block number never is, even if listed)."""
+        if (value in self.bitmap and not (self.removed and value in self.removed)) or (
+            self.added and value in self.added
+        ):
+            return not (self.never_listed and value in self.never_ints)
+        return False
 
 
 class Screener:
@@ -297,7 +344,7 @@ class Screener:
         # Fast paths apply only to strings longer than every never-block dial and E.164 entry.
         self._never_long = max(map(len, (*self._never_dials, *self._never_e164)), default=0)
         self._cc_trunk = self._cc + self._trunk if self._trunk else ""
-        self._tables = _Tables(holder.current, self._never_ints, self._cc)
+        self._tables = _Tables(holder.current, self._never_ints, self._cc, self._area)
 
     @property
     def plan(self) -> DialPlan:
@@ -313,20 +360,28 @@ class Screener:
             # Full-width and other Unicode digits included: a carrier may read them differently.
             return _INVALID
         # Fast paths for what a PBX usually puts in a Request-URI: national digits (0...), and
-        # E.164 of the site's own country written +CC... or 00CC... Each is exactly the general
-        # path below specialised to its one definitive reading (tests check that they agree).
+        # E.164 of the site's own country written +CC... or 00CC..., each also behind stacked
+        # dial prefixes (9 0..., 9 141 0...). Each is exactly the general path below specialised
+        # to its readings: one definitive candidate, and the speculative readings of each
+        # prefixed variant (tests check that they agree).
         cc = self._cc
+        stacked: list[str] | None = None  # the variants that still start with a dial prefix
         if dialled.isdigit():
             trunk = self._trunk
             intl = self._intl
             if len(dialled) <= self._never_long or not trunk:
                 return self._check_parsed(None, dialled)
+            number = dialled
             if dialled[0] in self._prefixes:
-                return self._after_prefix(dialled)
-            if not dialled.startswith(trunk):
+                stacked = self._unstack(dialled)
+                if stacked is None:
+                    return self._check_parsed(None, dialled)
+                number = stacked.pop()
+            # The number behind the prefixes may still be a never-block dial ("9 9 0800 1111").
+            if not number.startswith(trunk) or len(number) <= self._never_long:
                 return self._check_parsed(None, dialled)
-            if dialled.startswith(intl):
-                candidate = dialled[len(intl) :]
+            if number.startswith(intl):
+                candidate = number[len(intl) :]
                 if (
                     len(candidate) <= self._never_long
                     or not candidate.startswith(cc)
@@ -334,7 +389,7 @@ class Screener:
                 ):
                     return self._check_parsed(None, dialled)
             else:
-                candidate = cc + dialled[len(trunk) :]
+                candidate = cc + number[len(trunk) :]
         elif dialled[:1] == "+" and dialled[1:].isdigit():
             candidate = dialled[1:]
             if (
@@ -356,12 +411,10 @@ class Screener:
             return self._check_parsed(head, digits)
         # One definitive candidate in the site's own country, longer than any never-block entry.
         tables = self._tables
-        if tables.snapshot is not self._holder.current:
-            return self._lookup((candidate,))
         min_total, totals = tables.own
         size = len(candidate)
-        if size < min_total:
-            return _INVALID
+        if tables.snapshot is not self._holder.current or size < min_total:
+            return self._check_parsed(None, dialled) if stacked else self._lookup((candidate,))
         bitmap = tables.bitmap
         added = tables.added
         removed = tables.removed
@@ -375,7 +428,7 @@ class Screener:
                 if tables.never_listed and value in self._never_ints:
                     continue
                 return _new_result(CheckResult, (_BLOCKED, value))
-        return _ALLOWED
+        return self._guess(tables, stacked) if stacked else _ALLOWED
 
     def screen(self, dialled: str) -> str:
         """The verdict as a plain string, the form `gateway.sip` is injected with."""
@@ -386,48 +439,45 @@ class Screener:
             return "allowed"
         return "blocked" if verdict is _BLOCKED else "invalid"
 
-    def _after_prefix(self, dialled: str) -> CheckResult:
-        """Digits behind stacked dial prefixes, in national form ("9 07...", "9 141 07..."), when
-        exactly one prefix applies at each step: the general path specialised to its readings --
-        the national number, and each prefixed string read as a local, national-without-0 or
-        international-without-00 number (tests check they agree)."""
+    def _unstack(self, dialled: str) -> list[str] | None:
+        """Stacked dial prefixes stripped one by one, when exactly one prefix applies at each
+        step: the variants outermost first, the last one the first not to start with a prefix
+        (`_strip_all`'s result without the search); None when that is not so."""
         prefixes = self._prefixes
-        prefixed: list[str] = []  # the variants that still start with a prefix, outermost first
+        found = [dialled]
         rest = dialled
         while rest[:1] in prefixes:
             prefix = ""
             for p in prefixes[rest[0]]:
                 if rest.startswith(p):
                     if prefix:
-                        return self._check_parsed(None, dialled)  # two prefixes could apply
+                        return None  # two prefixes could apply
                     prefix = p
-            if not prefix or len(prefixed) + 1 >= MAX_PREFIX_VARIANTS:
-                return self._check_parsed(None, dialled)
-            prefixed.append(rest)
+            if not prefix or len(found) >= MAX_PREFIX_VARIANTS:
+                return None
             rest = rest[len(prefix) :]
-        trunk, cc = self._trunk, self._cc
-        if (
-            not prefixed
-            or not rest.startswith(trunk)
-            or rest.startswith(self._intl)
-            or len(rest) <= self._never_long
-        ):
-            return self._check_parsed(None, dialled)
-        candidate = cc + rest[len(trunk) :]
-        if len(candidate) <= self._never_long:
-            return self._check_parsed(None, dialled)
-        readings = [candidate]
-        area = self._area
-        for v in prefixed:
-            if area:
-                readings.append(cc + area + v)
-            readings.append(cc + v)
-            readings.append(v)
-            head_trunk = _CC_TRUNK_BY_HEAD.get(v[:3])
-            if head_trunk is not None and v.startswith(head_trunk[1], len(head_trunk[0])):
-                code, code_trunk = head_trunk
-                readings.append(code + v[len(code) + len(code_trunk) :])
-        return self._lookup(readings)
+            found.append(rest)
+        return found
+
+    def _guess(self, tables: _Tables, variants: list[str]) -> CheckResult:
+        """The speculative readings of each variant (local, national without the trunk 0,
+        international without '+' or '00'), for the fast path: only the lookups `guess` found
+        worth making. ALLOWED when none is barred."""
+        guesses = tables.guesses
+        for v in variants:
+            start = v[:_NEAR_DIGITS]
+            lookups, code, cut = guesses.get(start) or tables.guess(start)
+            size = len(v)
+            for before, total, needs in lookups:
+                if needs <= size:
+                    value = int((before + v)[:total])
+                    if tables.barred(value):
+                        return _new_result(CheckResult, (_BLOCKED, value))
+            if code:
+                found = self._lookup((code + v[cut:],))
+                if found[0] is _BLOCKED:
+                    return found
+        return _ALLOWED
 
     def _check_parsed(self, head: str | None, digits: str) -> CheckResult:
         """The general path: `head` is what stood before a '+' (None: no '+'), `digits` the main
@@ -497,7 +547,7 @@ class Screener:
         if tables.snapshot is not snap:
             # First check after a swap: one attribute store, so a concurrent reader sees either
             # the old tables or the new ones, each consistent with its own snapshot.
-            tables = _Tables(snap, self._never_ints, self._cc)
+            tables = _Tables(snap, self._never_ints, self._cc, self._area)
             self._tables = tables
         bitmap = tables.bitmap
         added = tables.added

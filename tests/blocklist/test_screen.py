@@ -345,6 +345,10 @@ def test_fast_path_agrees_with_general_path(digits: str, area: str, outside_line
         "1470180020113496000",
         "9141079460123",
         "914100447700900123",
+        "9908001111",  # a never-block dial behind two prefixes: the general path allows it
+        "1419908001111",
+        "907700900124",  # a speculative reading exactly as long as a barred number
+        "900447700900124",  # 9 00...: "900..." read as +90 with its trunk 0 cut
     ],
 )
 @pytest.mark.parametrize("area", ["20", ""])
@@ -364,12 +368,22 @@ def assert_paths_agree(digits: str, area: str, outside_line: str) -> None:
             "44" + digits[k:],
             digits[k:],
             "44" + digits[k + 1 :],
+            # international without '+' or '00', with a trunk digit after an n-digit code
+            *(digits[k : k + n] + digits[k + n + 1 :] for n in (1, 2, 3)),
         )
+    ]
+    # Dials that share all but one of the first six digits: screened first, they fill the
+    # per-snapshot caches, which must never answer for a dial that starts differently.
+    neighbours = [
+        digits[:i] + str((int(digits[i]) + 1) % 10) + digits[i + 1 :]
+        for i in range(min(6, len(digits)))
     ]
     spaced = " ".join(digits)
     for barred in [None, *dict.fromkeys(readings)]:
         extra = (barred,) if barred and barred[1:2] not in ("", "0") and len(barred) > 7 else ()
         s = screener(plan, barred=(*BARRED, *extra, "+448001111"))
+        for neighbour in neighbours:
+            s.check(neighbour)
         assert s.check(digits) == s._check_parsed(None, digits)
         assert s.check("+" + digits) == s._check_parsed("", digits)
         assert s.check("00" + digits) == s._check_parsed(None, "00" + digits)
