@@ -202,9 +202,7 @@ class _Tables:
         "spoken",
     )
 
-    def __init__(
-        self, snapshot: ListSnapshot, never_ints: frozenset[int], own_cc: str, area: str
-    ) -> None:
+    def __init__(self, snapshot: ListSnapshot, never_ints: frozenset[int], plan: DialPlan) -> None:
         self.snapshot = snapshot
         # The list is (bitmap - removed) | added (ListSnapshot's overlay): the sets are empty
         # for a compact list and small otherwise, so they cost a truth test, or a set probe.
@@ -219,6 +217,7 @@ class _Tables:
         # extra never-block test.
         self.never_ints = never_ints
         self.never_listed = any(n in snapshot for n in never_ints)
+        own_cc, area = plan.country_code, plan.area_code
         self.own = self.for_cc(own_cc)  # the site's own country, for the fast paths
         # What a speculative reading puts in front of the digits, in the general path's order:
         # the site's area (local dialling), the country code (national without the trunk 0),
@@ -344,7 +343,7 @@ class Screener:
         # Fast paths apply only to strings longer than every never-block dial and E.164 entry.
         self._never_long = max(map(len, (*self._never_dials, *self._never_e164)), default=0)
         self._cc_trunk = self._cc + self._trunk if self._trunk else ""
-        self._tables = _Tables(holder.current, self._never_ints, self._cc, self._area)
+        self._tables = _Tables(holder.current, self._never_ints, plan)
 
     @property
     def plan(self) -> DialPlan:
@@ -360,61 +359,66 @@ class Screener:
             # Full-width and other Unicode digits included: a carrier may read them differently.
             return _INVALID
         # Fast paths for what a PBX usually puts in a Request-URI: national digits (0...), and
-        # E.164 of the site's own country written +CC... or 00CC..., each also behind stacked
-        # dial prefixes (9 0..., 9 141 0...). Each is exactly the general path below specialised
-        # to its readings: one definitive candidate, and the speculative readings of each
-        # prefixed variant (tests check that they agree).
-        cc = self._cc
-        stacked: list[str] | None = None  # the variants that still start with a dial prefix
+        # E.164 of the site's own country written +CC... or 00CC..., each also behind
+        # stacked dial prefixes (9 0..., 9 141 0...), and each also written with separators.
+        # Each is exactly the general path (`_check_parsed`) specialised to its readings: one
+        # definitive candidate, and the speculative readings of each prefixed variant (tests
+        # check that they agree).
         if dialled.isdigit():
-            trunk = self._trunk
-            intl = self._intl
-            if len(dialled) <= self._never_long or not trunk:
-                return self._check_parsed(None, dialled)
             number = dialled
-            if dialled[0] in self._prefixes:
-                stacked = self._unstack(dialled)
-                if stacked is None:
-                    return self._check_parsed(None, dialled)
-                number = stacked.pop()
-            # The number behind the prefixes may still be a never-block dial ("9 9 0800 1111").
-            if not number.startswith(trunk) or len(number) <= self._never_long:
-                return self._check_parsed(None, dialled)
-            if number.startswith(intl):
-                candidate = number[len(intl) :]
-                if (
-                    len(candidate) <= self._never_long
-                    or not candidate.startswith(cc)
-                    or (self._cc_trunk and candidate.startswith(self._cc_trunk))
-                ):
-                    return self._check_parsed(None, dialled)
-            else:
-                candidate = cc + number[len(trunk) :]
+            plus = False
         elif dialled[:1] == "+" and dialled[1:].isdigit():
-            candidate = dialled[1:]
-            if (
-                len(candidate) <= self._never_long
-                or not candidate.startswith(cc)
-                or (self._cc_trunk and candidate.startswith(self._cc_trunk))
-            ):
-                return self._check_parsed("", candidate)
+            number = dialled[1:]
+            plus = True
         else:
             # Everything else goes through the strict parser; what it cannot read is invalid.
+            # What it reduces to plain digits, or '+' and digits, takes the fast paths below.
             parsed = _parse(dialled)
             if parsed is None:
                 return _INVALID
-            head, digits = parsed
-            if head is None:
-                return self.check(digits)  # now plain digits: the fast paths apply
-            if not head:
-                return self.check("+" + digits)
-            return self._check_parsed(head, digits)
+            head, number = parsed
+            if head:
+                return self._check_parsed(head, number)
+            plus = head is not None
+        cc = self._cc
+        never_long = self._never_long
+        stacked: list[str] | None = None  # the variants that still start with a dial prefix
+        international: str | None = number if plus else None  # what follows '+' or '00'
+        if not plus:
+            trunk = self._trunk
+            if len(number) <= never_long or not trunk:
+                return self._check_parsed(None, number)
+            if number[0] in self._prefixes:
+                stacked = self._unstack(number)
+                if stacked is None:
+                    return self._check_parsed(None, number)
+                rest = stacked.pop()
+                # What the prefixes hide may still be a never-block dial ("9 9 0800 1111").
+                if len(rest) <= never_long:
+                    return self._check_parsed(None, number)
+            else:
+                rest = number
+            if not rest.startswith(trunk):
+                return self._check_parsed(None, number)
+            intl = self._intl
+            if rest.startswith(intl):
+                international = rest[len(intl) :]
+            else:
+                candidate = cc + rest[len(trunk) :]
+        if international is not None:
+            candidate = international
+            if (
+                len(candidate) <= never_long
+                or not candidate.startswith(cc)
+                or (self._cc_trunk and candidate.startswith(self._cc_trunk))
+            ):
+                return self._check_parsed("" if plus else None, number)
         # One definitive candidate in the site's own country, longer than any never-block entry.
         tables = self._tables
         min_total, totals = tables.own
         size = len(candidate)
         if tables.snapshot is not self._holder.current or size < min_total:
-            return self._check_parsed(None, dialled) if stacked else self._lookup((candidate,))
+            return self._check_parsed("" if plus else None, number)
         bitmap = tables.bitmap
         added = tables.added
         removed = tables.removed
@@ -547,7 +551,7 @@ class Screener:
         if tables.snapshot is not snap:
             # First check after a swap: one attribute store, so a concurrent reader sees either
             # the old tables or the new ones, each consistent with its own snapshot.
-            tables = _Tables(snap, self._never_ints, self._cc, self._area)
+            tables = _Tables(snap, self._never_ints, self._plan)
             self._tables = tables
         bitmap = tables.bitmap
         added = tables.added
@@ -589,8 +593,12 @@ def _parse(dialled: str) -> tuple[str | None, str] | None:
     string, or None when the string is not read without doubt (rule 4)."""
     if not dialled or not dialled.isascii():
         return None
-    compact = dialled.encode("ascii").translate(None, _SEPARATORS)
-    # Digits with separators only (how people write numbers) need no grammar.
+    # Digits with spaces only (how people write numbers) need no grammar, nor the bytes below.
+    spaced = dialled.replace(" ", "")
+    if spaced.isdigit():
+        return None, spaced
+    compact = spaced.encode("ascii").translate(None, _SEPARATORS)
+    # Digits with separators only need no grammar either.
     if compact.isdigit():
         return None, compact.decode("ascii")
     if compact[:1] == b"+" and compact[1:].isdigit():
