@@ -200,6 +200,7 @@ class _Tables:
         "removed",
         "snapshot",
         "spoken",
+        "trunk_listed",
     )
 
     def __init__(self, snapshot: ListSnapshot, never_ints: frozenset[int], plan: DialPlan) -> None:
@@ -223,6 +224,15 @@ class _Tables:
         # the site's area (local dialling), the country code (national without the trunk 0),
         # nothing (international without '+' or '00').
         self.spoken = (own_cc + area, own_cc, "") if area else (own_cc, "")
+        # Whether an entry begins with the site's country code and trunk ("440...", which
+        # intake refuses), at a length where the site's own numbers are looked up.
+        kept = own_cc + plan.trunk_prefix
+        self.trunk_listed = bool(plan.trunk_prefix) and any(
+            self._any_in(
+                int(kept) * 10 ** (total - len(kept)), (int(kept) + 1) * 10 ** (total - len(kept))
+            )
+            for total in self.own[1]
+        )
 
     def for_cc(self, cc: str) -> tuple[int, tuple[int, ...]]:
         lengths = _COUNTRY_LENGTHS.get(cc)
@@ -359,7 +369,7 @@ class Screener:
             # Full-width and other Unicode digits included: a carrier may read them differently.
             return _INVALID
         # Fast paths for what a PBX usually puts in a Request-URI: national digits (0...), and
-        # E.164 of the site's own country written +CC... or 00CC..., each also behind
+        # E.164 of the site's own country written +CC..., 00CC... or +CC (0)..., each also behind
         # stacked dial prefixes (9 0..., 9 141 0...), and each also written with separators.
         # Each is exactly the general path (`_check_parsed`) specialised to its readings: one
         # definitive candidate, and the speculative readings of each prefixed variant (tests
@@ -407,12 +417,16 @@ class Screener:
                 candidate = cc + rest[len(trunk) :]
         if international is not None:
             candidate = international
-            if (
-                len(candidate) <= never_long
-                or not candidate.startswith(cc)
-                or (self._cc_trunk and candidate.startswith(self._cc_trunk))
-            ):
+            if len(candidate) <= never_long or not candidate.startswith(cc):
                 return self._check_parsed("" if plus else None, number)
+            cc_trunk = self._cc_trunk
+            if cc_trunk and candidate.startswith(cc_trunk):
+                # "+44 (0)20 ...": the general path reads it as written, then without the
+                # trunk; the first reading is worth a lookup only if the list has an entry
+                # that keeps the trunk (intake refuses them), and then the general path does it.
+                candidate = cc + candidate[len(cc_trunk) :]
+                if self._tables.trunk_listed or len(candidate) <= never_long:
+                    return self._check_parsed("" if plus else None, number)
         # One definitive candidate in the site's own country, longer than any never-block entry.
         tables = self._tables
         min_total, totals = tables.own

@@ -269,7 +269,15 @@ def test_never_block_wins_over_a_barred_prefix_in_every_form() -> None:
     # the never-block number is allowed, whichever way it is written (fast paths included).
     plan = DialPlan(never_block_extra=("+44 113 496 0999 1",))
     s = screener(plan, barred=("+441134960999",))
-    for dialled in ("+4411349609991", "004411349609991", "011349609991", "0113 4960 9991"):
+    for dialled in (
+        "+4411349609991",
+        "004411349609991",
+        "011349609991",
+        "0113 4960 9991",
+        "+44 (0)113 4960 9991",
+        "0044 0 113 4960 9991",
+        "9 0044 0 113 4960 9991",
+    ):
         assert s.check(dialled) == CheckResult(Verdict.ALLOWED), dialled
     assert s.check("+44113496099912").matched_e164 == "+441134960999"  # not the helpline
 
@@ -349,6 +357,7 @@ def test_fast_path_agrees_with_general_path(digits: str, area: str, outside_line
         "1419908001111",
         "907700900124",  # a speculative reading exactly as long as a barred number
         "900447700900124",  # 9 00...: "900..." read as +90 with its trunk 0 cut
+        "4407700900124",  # +44 (0)...: read as written too, where the list has such an entry
     ],
 )
 @pytest.mark.parametrize("area", ["20", ""])
