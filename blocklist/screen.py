@@ -28,7 +28,7 @@ from phonenumbers import PhoneMetadata
 from blocklist.dialplan import DialPlan
 from blocklist.holder import ListHolder
 from blocklist.neverblock import NeverBlock
-from blocklist.snapshot import E164_MAX_DIGITS, ListSnapshot
+from blocklist.snapshot import E164_MAX_DIGITS, E164_MIN_DIGITS, ListSnapshot
 
 __all__ = ["MAX_DIAL_CHARS", "CheckResult", "Screener", "Verdict", "country_lengths"]
 
@@ -170,11 +170,17 @@ def _international(number: str, out: list[str]) -> None:
 # dialling random numbers cannot grow it without bound); heads past that are counted each time.
 _NEAR_DIGITS = 5
 _MAX_NEARS = 1 << 14
+# The fast path's speculative readings are pre-screened by one digit more: a prefixed variant's
+# six digits ("1410 7x" behind 141) cover three readings, and the sixth digit is what tells a
+# local number from a national one written after the prefix ("44 141 07..." is no Glasgow
+# number, but every "44 141 0" to "44 141 9" five-digit head is).
+_GUESS_DIGITS = 6
+assert _GUESS_DIGITS <= E164_MIN_DIGITS  # a head never outgrows the numbers it pre-screens
 
 # The table entry for a head that names no country code: no candidate is ever long enough.
 _NO_NUMBER: tuple[int, tuple[int, ...]] = (sys.maxsize, ())
 
-# The speculative readings of a dial variant, from its first five digits: (what the reading
+# The speculative readings of a dial variant, from its first six digits: (what the reading
 # puts in front of the variant, candidate length, digits of the variant that length takes) for
 # each lookup worth making, in the general path's order; then the country code and the digits
 # to cut for the reading with the trunk after the country code ("44 (0)20 ..."), or ("", 0).
@@ -273,12 +279,12 @@ class _Tables:
 
     def guess(self, start: str) -> _Guesses:
         """The lookups worth making for the speculative readings of any dial variant whose first
-        five digits are `start`: they fix each reading's country code and first five digits,
+        six digits are `start`: they fix each reading's country code and first six digits,
         hence (`near`) the lengths at which the list has entries starting as the reading does,
         and whether the variant has a trunk after its country code."""
         lookups: list[tuple[str, int, int]] = []
         for before in self.spoken:
-            near = (before + start)[:_NEAR_DIGITS]
+            near = (before + start)[:_GUESS_DIGITS]
             info = self.heads.get(near[:3]) or self.head(near[:3])
             totals = self.nears.get(near)
             if totals is None:
@@ -483,7 +489,7 @@ class Screener:
         worth making. ALLOWED when none is barred."""
         guesses = tables.guesses
         for v in variants:
-            start = v[:_NEAR_DIGITS]
+            start = v[:_GUESS_DIGITS]
             lookups, code, cut = guesses.get(start) or tables.guess(start)
             size = len(v)
             for before, total, needs in lookups:
