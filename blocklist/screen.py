@@ -329,6 +329,7 @@ class Screener:
         "_never_long",
         "_outside_line",
         "_outside_line_alone",
+        "_outside_trunk",
         "_plan",
         "_prefixes",
         "_tables",
@@ -352,6 +353,15 @@ class Screener:
         self._outside_line_alone = bool(plan.outside_line) and self._prefixes.get(
             plan.outside_line[0]
         ) == (plan.outside_line,)
+        # The commonest stack, the outside line before the trunk ("9 0..."): a chain of one
+        # prefix when nothing else stacks on the outside line and the trunk starts no prefix.
+        self._outside_trunk = (
+            plan.outside_line + plan.trunk_prefix
+            if self._outside_line_alone
+            and plan.trunk_prefix
+            and plan.trunk_prefix[0] not in self._prefixes
+            else ""
+        )
         self._never = NeverBlock(plan.country_code, plan.trunk_prefix, plan.never_block_extra)
         self._never_dials = self._never.dials
         self._never_e164 = self._never.e164_digits
@@ -405,10 +415,14 @@ class Screener:
             if len(number) <= never_long or not trunk:
                 return self._check_parsed(None, number)
             if number[0] in self._prefixes:
-                stacked = self._unstack(number)
-                if stacked is None:
-                    return self._check_parsed(None, number)
-                rest = stacked.pop()
+                if self._outside_trunk and number.startswith(self._outside_trunk):
+                    stacked = [number]  # what _unstack gives, without its search
+                    rest = number[len(self._outside_line) :]
+                else:
+                    stacked = self._unstack(number)
+                    if stacked is None:
+                        return self._check_parsed(None, number)
+                    rest = stacked.pop()
                 # What the prefixes hide may still be a never-block dial ("9 9 0800 1111").
                 if len(rest) <= never_long:
                     return self._check_parsed(None, number)

@@ -365,6 +365,22 @@ def test_stacked_prefix_path_agrees_with_general_path(digits: str, area: str) ->
     assert_paths_agree(digits, area, "9")
 
 
+@pytest.mark.parametrize(
+    ("outside_line", "digits"),
+    [
+        ("90", "9007700900123"),
+        ("1", "107700900124"),
+        ("14", "14107700900124"),
+        ("18", "1807700900124"),  # the outside line and the trunk, but also 18001 / 18002 ...
+        ("18", "1800107700900124"),  # ... so here two prefixes could apply
+        ("18", "1800207700900124"),
+        ("147", "14707700900124"),  # 147 then 0..., or 1470 then 7...: the general path's search
+    ],
+)
+def test_outside_line_path_agrees_with_general_path(outside_line: str, digits: str) -> None:
+    assert_paths_agree(digits, "20", outside_line)
+
+
 def assert_paths_agree(digits: str, area: str, outside_line: str) -> None:
     plan = DialPlan(area_code=area, outside_line=outside_line)
     # Bar, one at a time, each number a reading of the digits (with up to 5 leading digits
