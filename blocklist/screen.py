@@ -230,8 +230,9 @@ class _Tables:
         # the site's area (local dialling), the country code (national without the trunk 0),
         # nothing (international without '+' or '00').
         self.spoken = (own_cc + area, own_cc, "") if area else (own_cc, "")
-        # Whether an entry begins with the site's country code and trunk ("440...", which
-        # intake refuses), at a length where the site's own numbers are looked up.
+        # Whether an entry begins with the site's country code and trunk ("440...": intake
+        # refuses a 0 trunk kept unless phonenumbers knows the number as valid), at a length
+        # where the site's own numbers are looked up.
         kept = own_cc + plan.trunk_prefix
         self.trunk_listed = bool(plan.trunk_prefix) and any(
             self._any_in(
@@ -443,7 +444,7 @@ class Screener:
             if cc_trunk and candidate.startswith(cc_trunk):
                 # "+44 (0)20 ...": the general path reads it as written, then without the
                 # trunk; the first reading is worth a lookup only if the list has an entry
-                # that keeps the trunk (intake refuses them), and then the general path does it.
+                # that keeps the trunk (intake refuses most), and then the general path does it.
                 candidate = cc + candidate[len(cc_trunk) :]
                 if self._tables.trunk_listed or len(candidate) <= never_long:
                     return self._check_parsed("" if plus else None, number)
