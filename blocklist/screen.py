@@ -333,8 +333,10 @@ class Screener:
         "_outside_trunk",
         "_plan",
         "_prefixes",
+        "_steps",
         "_tables",
         "_trunk",
+        "_widest",
     )
 
     def __init__(self, plan: DialPlan, holder: ListHolder) -> None:
@@ -349,6 +351,8 @@ class Screener:
             if p:
                 by_first.setdefault(p[0], []).append(p)
         self._prefixes = {k: tuple(v) for k, v in by_first.items()}
+        self._widest = max(map(len, plan.dial_prefixes), default=0)
+        self._steps: dict[str, int] = {}  # see _step
         self._outside_line = plan.outside_line
         # True when no other dial prefix starts with the outside line's first digit.
         self._outside_line_alone = bool(plan.outside_line) and self._prefixes.get(
@@ -482,21 +486,36 @@ class Screener:
         """Stacked dial prefixes stripped one by one, when exactly one prefix applies at each
         step: the variants outermost first, the last one the first not to start with a prefix
         (`_strip_all`'s result without the search); None when that is not so."""
-        prefixes = self._prefixes
+        steps = self._steps
+        widest = self._widest
         found = [dialled]
         rest = dialled
-        while rest[:1] in prefixes:
-            prefix = ""
-            for p in prefixes[rest[0]]:
-                if rest.startswith(p):
-                    if prefix:
-                        return None  # two prefixes could apply
-                    prefix = p
-            if not prefix or len(found) >= MAX_PREFIX_VARIANTS:
+        while True:
+            head = rest[:widest]
+            cut = steps.get(head)
+            if cut is None:
+                cut = self._step(head)
+            if not cut:
+                return found
+            if cut < 0 or len(found) >= MAX_PREFIX_VARIANTS:
                 return None
-            rest = rest[len(prefix) :]
+            rest = rest[cut:]
             found.append(rest)
-        return found
+
+    def _step(self, head: str) -> int:
+        """The length of the one dial prefix `head` starts with; 0 when it starts with no
+        prefix's first digit, -1 when no prefix or two could apply. `head` holds as many digits
+        as the longest prefix, so the answer is that of every string starting with it; cached
+        per screener (the plan's prefixes never change), bounded like the per-snapshot caches."""
+        prefixes = self._prefixes.get(head[:1])
+        if prefixes is None:
+            cut = 0
+        else:
+            applying = [p for p in prefixes if head.startswith(p)]
+            cut = len(applying[0]) if len(applying) == 1 else -1
+        if len(self._steps) < _MAX_NEARS:
+            self._steps[head] = cut
+        return cut
 
     def _guess(self, tables: _Tables, variants: list[str]) -> CheckResult:
         """The speculative readings of each variant (local, national without the trunk 0,

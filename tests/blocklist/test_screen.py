@@ -381,6 +381,19 @@ def test_outside_line_path_agrees_with_general_path(outside_line: str, digits: s
     assert_paths_agree(digits, "20", outside_line)
 
 
+def test_one_screener_agrees_on_every_stack_of_two_prefixes() -> None:
+    # One screener sees every stack in turn, twice, so its caches (the per-screener prefix
+    # steps, the per-snapshot readings) are filled by other stacks before they answer: they must
+    # never answer for a stack that starts with other digits. The barred numbers are readings
+    # of the national number and of it without its trunk (local, national, after 1470 or 141).
+    national = "07700900124"
+    s = screener(barred=(*BARRED, "+442077009001", "+441470770090", "+441410770090"))
+    stacks = ["", "9", "141", "1470", "18001", "18002", "14", "147", "1800"]
+    dials = [a + b + tail for a in stacks for b in stacks for tail in (national, national[1:])]
+    for dialled in dials + dials:
+        assert s.check(dialled) == s._check_parsed(None, dialled), dialled
+
+
 def assert_paths_agree(digits: str, area: str, outside_line: str) -> None:
     plan = DialPlan(area_code=area, outside_line=outside_line)
     # Bar, one at a time, each number a reading of the digits (with up to 5 leading digits
