@@ -185,6 +185,7 @@ _NO_NUMBER: tuple[int, tuple[int, ...]] = (sys.maxsize, ())
 # each lookup worth making, in the general path's order; then the country code and the digits
 # to cut for the reading with the trunk after the country code ("44 (0)20 ..."), or ("", 0).
 _Guesses = tuple[tuple[tuple[str, int, int], ...], str, int]
+_NO_GUESSES: _Guesses = ((), "", 0)  # the commonest entry: no lookup worth making
 
 
 class _Tables:
@@ -295,7 +296,7 @@ class _Tables:
         head_trunk = _CC_TRUNK_BY_HEAD.get(start[:3])
         if head_trunk is not None and start.startswith(head_trunk[1], len(head_trunk[0])):
             code, cut = head_trunk[0], len(head_trunk[0]) + len(head_trunk[1])
-        found = (tuple(lookups), code, cut)
+        found = (tuple(lookups), code, cut) if lookups or code else _NO_GUESSES
         if len(self.guesses) < _MAX_NEARS:
             self.guesses[start] = found
         return found
@@ -471,7 +472,14 @@ class Screener:
                 if tables.never_listed and value in self._never_ints:
                     continue
                 return _new_result(CheckResult, (_BLOCKED, value))
-        return self._guess(tables, stacked) if stacked else _ALLOWED
+        if stacked:
+            # Most prefixed variants have no speculative reading worth a lookup; only when one
+            # has (or is not yet cached) are the readings walked, from the first variant on.
+            guesses = tables.guesses
+            for v in stacked:
+                if guesses.get(v[:_GUESS_DIGITS]) is not _NO_GUESSES:
+                    return self._guess(tables, stacked)
+        return _ALLOWED
 
     def screen(self, dialled: str) -> str:
         """The verdict as a plain string, the form `gateway.sip` is injected with."""
