@@ -403,15 +403,19 @@ class Screener:
             number = dialled[1:]
             plus = True
         else:
+            # Digits with spaces only (how people write numbers) need only the spaces removed.
             # Everything else goes through the strict parser; what it cannot read is invalid.
             # What it reduces to plain digits, or '+' and digits, takes the fast paths below.
-            parsed = _parse(dialled)
-            if parsed is None:
-                return _INVALID
-            head, number = parsed
-            if head:
-                return self._check_parsed(head, number)
-            plus = head is not None
+            number = dialled.replace(" ", "")
+            plus = False
+            if not number.isdigit():
+                parsed = _parse(number)
+                if parsed is None:
+                    return _INVALID
+                head, number = parsed
+                if head:
+                    return self._check_parsed(head, number)
+                plus = head is not None
         cc = self._cc
         never_long = self._never_long
         stacked: list[str] | None = None  # the variants that still start with a dial prefix
@@ -655,12 +659,8 @@ def _parse(dialled: str) -> tuple[str | None, str] | None:
     string, or None when the string is not read without doubt (rule 4)."""
     if not dialled or not dialled.isascii():
         return None
-    # Digits with spaces only (how people write numbers) need no grammar, nor the bytes below.
-    spaced = dialled.replace(" ", "")
-    if spaced.isdigit():
-        return None, spaced
-    compact = spaced.encode("ascii").translate(None, _SEPARATORS)
-    # Digits with separators only need no grammar either.
+    compact = dialled.encode("ascii").translate(None, _SEPARATORS)
+    # Digits with separators only (how people write numbers) need no grammar.
     if compact.isdigit():
         return None, compact.decode("ascii")
     if compact[:1] == b"+" and compact[1:].isdigit():
