@@ -19,18 +19,23 @@ from __future__ import annotations
 
 import enum
 import re
-import sys
 from typing import NamedTuple
 
-import phonenumbers
-from phonenumbers import PhoneMetadata
-
+# What moved to the private modules is bound at module level, so the hot path reads it as a
+# global, one lookup as when it was defined here.
+from blocklist import _countries
+from blocklist._countries import country_lengths, international_readings
+from blocklist._tables import GUESS_DIGITS, MAX_NEARS, NEAR_DIGITS, NO_GUESSES, Tables
 from blocklist.dialplan import DialPlan
 from blocklist.holder import ListHolder
 from blocklist.neverblock import NeverBlock
-from blocklist.snapshot import E164_MAX_DIGITS, E164_MIN_DIGITS, ListSnapshot
 
 __all__ = ["MAX_DIAL_CHARS", "CheckResult", "Screener", "Verdict", "country_lengths"]
+
+# Bound by assignment, not `from ... import`: CPython 3.11 compiles `NAME.get(...)` on a name an
+# import binds as an attribute load and a call (it takes NAME for a module), which builds a
+# bound method per lookup, where an assigned global gets the cheaper method call.
+CC_TRUNK_BY_HEAD = _countries.CC_TRUNK_BY_HEAD
 
 # A dial string longer than this is refused outright: a number is at most 15 digits (E.164),
 # stacked prefixes add at most ~20 (9 + 141 + 1470 + 18001 + 00), and post-dial DTMF (extensions,
@@ -74,55 +79,6 @@ _ALLOWED_VERDICT = Verdict.ALLOWED
 _new_result = tuple.__new__  # CheckResult without the generated __new__'s argument handling
 
 
-def _region_metadata(cc: int, region: str) -> PhoneMetadata | None:
-    if region == "001":  # non-geographic entities (+800, +870, +882, ...)
-        return PhoneMetadata.metadata_for_nongeo_region(cc)
-    return PhoneMetadata.metadata_for_region(region)
-
-
-def _build_country_tables() -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    lengths_by_cc: dict[str, tuple[int, ...]] = {}
-    trunk_by_cc: dict[str, str] = {}
-    for cc, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items():
-        lengths: set[int] = set()
-        for region in regions:
-            meta = _region_metadata(cc, region)
-            if meta is not None and meta.general_desc is not None:
-                lengths.update(x for x in meta.general_desc.possible_length if x > 0)
-        if lengths:
-            lengths_by_cc[str(cc)] = tuple(sorted(lengths))
-        # The trunk prefix people write after the country code ("+33 (0)1 ...", "+44 (0)20 ...")
-        # comes from the country's main region (listed first).
-        main = _region_metadata(cc, regions[0]) if regions else None
-        if main is not None and main.national_prefix and main.national_prefix.isdigit():
-            trunk_by_cc[str(cc)] = main.national_prefix
-    return lengths_by_cc, trunk_by_cc
-
-
-_COUNTRY_LENGTHS, _COUNTRY_TRUNK = _build_country_tables()
-
-
-def country_lengths(cc: str) -> tuple[int, ...]:
-    """Possible national significant number lengths for a country calling code ('' if unknown)."""
-    return _COUNTRY_LENGTHS.get(cc, ())
-
-
-def _build_cc_by_head() -> dict[str, str]:
-    # ITU country codes are prefix-free, so the first three digits of an E.164 number name its
-    # country code (or none); one dict lookup instead of trying 1, 2 and 3 digits in turn.
-    out: dict[str, str] = {}
-    for i in range(1000):
-        head = f"{i:03d}"
-        for n in (1, 2, 3):
-            if head[:n] in _COUNTRY_LENGTHS:
-                out[head] = head[:n]
-                break
-    return out
-
-
-_CC_BY_HEAD = _build_cc_by_head()
-
-
 def _strip_all(digits: str, prefixes: dict[str, tuple[str, ...]]) -> list[str] | None:
     """The string and every string left by stripping stacked prefixes from its front, in any
     order; None when a string stacks more prefixes than MAX_PREFIX_VARIANTS allows.
@@ -142,172 +98,6 @@ def _strip_all(digits: str, prefixes: dict[str, tuple[str, ...]]) -> list[str] |
                         return None
                     found.append(rest)
     return found
-
-
-# First three digits -> (country code, its trunk prefix), for countries that have one.
-_CC_TRUNK_BY_HEAD = {
-    head: (cc, _COUNTRY_TRUNK[cc]) for head, cc in _CC_BY_HEAD.items() if cc in _COUNTRY_TRUNK
-}
-
-
-def _international(number: str, out: list[str]) -> None:
-    """Readings of a number written after '+' or '00' (or as one without them): the number itself,
-    and without the trunk prefix people write after the country code ("+44 (0)20 ...")."""
-    if number not in out:
-        out.append(number)
-    found = _CC_TRUNK_BY_HEAD.get(number[:3])
-    if found is not None:
-        cc, trunk = found
-        if number.startswith(trunk, len(cc)):
-            stripped = cc + number[len(cc) + len(trunk) :]
-            if stripped not in out:
-                out.append(stripped)
-
-
-# Candidates are pre-screened by their first digits: a few range counts on the bitmap per
-# five-digit head, cached per snapshot, replace most lookups of speculative readings. The cache
-# starts afresh with each snapshot and stops growing at _MAX_NEARS heads (a few MB at most, so
-# dialling random numbers cannot grow it without bound); heads past that are counted each time.
-_NEAR_DIGITS = 5
-_MAX_NEARS = 1 << 14
-# The fast path's speculative readings are pre-screened by one digit more: a prefixed variant's
-# six digits ("1410 7x" behind 141) cover three readings, and the sixth digit is what tells a
-# local number from a national one written after the prefix ("44 141 07..." is no Glasgow
-# number, but every "44 141 0" to "44 141 9" five-digit head is).
-_GUESS_DIGITS = 6
-assert _GUESS_DIGITS <= E164_MIN_DIGITS  # a head never outgrows the numbers it pre-screens
-
-# The table entry for a head that names no country code: no candidate is ever long enough.
-_NO_NUMBER: tuple[int, tuple[int, ...]] = (sys.maxsize, ())
-
-# The speculative readings of a dial variant, from its first six digits: (what the reading
-# puts in front of the variant, candidate length, digits of the variant that length takes) for
-# each lookup worth making, in the general path's order; then the country code and the digits
-# to cut for the reading with the trunk after the country code ("44 (0)20 ..."), or ("", 0).
-_Guesses = tuple[tuple[tuple[str, int, int], ...], str, int]
-_NO_GUESSES: _Guesses = ((), "", 0)  # the commonest entry: no lookup worth making
-
-
-class _Tables:
-    """Per-snapshot lookup tables, keyed by a candidate's first three digits (which name its
-    country code): the shortest candidate that can be a number at all, and the candidate
-    lengths (prefixes, for overdialling) worth looking up because this snapshot has entries of
-    that length. Filled lazily; a racing reader computes the same value."""
-
-    __slots__ = (
-        "added",
-        "bitmap",
-        "guesses",
-        "heads",
-        "nears",
-        "never_ints",
-        "never_listed",
-        "own",
-        "present",
-        "removed",
-        "snapshot",
-        "spoken",
-        "trunk_listed",
-    )
-
-    def __init__(self, snapshot: ListSnapshot, never_ints: frozenset[int], plan: DialPlan) -> None:
-        self.snapshot = snapshot
-        # The list is (bitmap - removed) | added (ListSnapshot's overlay): the sets are empty
-        # for a compact list and small otherwise, so they cost a truth test, or a set probe.
-        self.bitmap = snapshot.base
-        self.added = snapshot.added
-        self.removed = snapshot.removed
-        self.present = snapshot.lengths
-        self.heads: dict[str, tuple[int, tuple[int, ...]]] = {}
-        self.nears: dict[str, tuple[int, ...]] = {}
-        self.guesses: dict[str, _Guesses] = {}
-        # Whether the list (wrongly) carries a never-block number: only then do hits need the
-        # extra never-block test.
-        self.never_ints = never_ints
-        self.never_listed = any(n in snapshot for n in never_ints)
-        own_cc, area = plan.country_code, plan.area_code
-        self.own = self.for_cc(own_cc)  # the site's own country, for the fast paths
-        # What a speculative reading puts in front of the digits, in the general path's order:
-        # the site's area (local dialling), the country code (national without the trunk 0),
-        # nothing (international without '+' or '00').
-        self.spoken = (own_cc + area, own_cc, "") if area else (own_cc, "")
-        # Whether an entry begins with the site's country code and trunk ("440...": intake
-        # refuses a 0 trunk kept unless phonenumbers knows the number as valid), at a length
-        # where the site's own numbers are looked up.
-        kept = own_cc + plan.trunk_prefix
-        self.trunk_listed = bool(plan.trunk_prefix) and any(
-            self._any_in(
-                int(kept) * 10 ** (total - len(kept)), (int(kept) + 1) * 10 ** (total - len(kept))
-            )
-            for total in self.own[1]
-        )
-
-    def for_cc(self, cc: str) -> tuple[int, tuple[int, ...]]:
-        lengths = _COUNTRY_LENGTHS.get(cc)
-        if not lengths:
-            return _NO_NUMBER
-        totals = tuple(
-            len(cc) + n
-            for n in lengths
-            if len(cc) + n <= E164_MAX_DIGITS and len(cc) + n in self.present
-        )
-        return (len(cc) + lengths[0], totals)
-
-    def near(self, near: str, totals: tuple[int, ...]) -> tuple[int, ...]:
-        """The candidate lengths at which the list has entries starting with `near`."""
-        base = int(near)
-        found = tuple(
-            total
-            for total in totals
-            if self._any_in(
-                base * 10 ** (total - len(near)), (base + 1) * 10 ** (total - len(near))
-            )
-        )
-        if len(self.nears) < _MAX_NEARS:
-            self.nears[near] = found
-        return found
-
-    def _any_in(self, low: int, high: int) -> bool:
-        # Counting the base ignores its removed entries: "maybe" is safe, it only costs a probe.
-        if self.bitmap.range_cardinality(low, high):
-            return True
-        return any(low <= n < high for n in self.added)
-
-    def head(self, head: str) -> tuple[int, tuple[int, ...]]:
-        cc = _CC_BY_HEAD.get(head) if len(head) == 3 else None
-        info = _NO_NUMBER if cc is None else self.for_cc(cc)
-        self.heads[head] = info
-        return info
-
-    def guess(self, start: str) -> _Guesses:
-        """The lookups worth making for the speculative readings of any dial variant whose first
-        six digits are `start`: they fix each reading's country code and first six digits,
-        hence (`near`) the lengths at which the list has entries starting as the reading does,
-        and whether the variant has a trunk after its country code."""
-        lookups: list[tuple[str, int, int]] = []
-        for before in self.spoken:
-            near = (before + start)[:_GUESS_DIGITS]
-            info = self.heads.get(near[:3]) or self.head(near[:3])
-            totals = self.nears.get(near)
-            if totals is None:
-                totals = self.near(near, info[1])
-            lookups.extend((before, total, total - len(before)) for total in totals)
-        code, cut = "", 0
-        head_trunk = _CC_TRUNK_BY_HEAD.get(start[:3])
-        if head_trunk is not None and start.startswith(head_trunk[1], len(head_trunk[0])):
-            code, cut = head_trunk[0], len(head_trunk[0]) + len(head_trunk[1])
-        found = (tuple(lookups), code, cut) if lookups or code else _NO_GUESSES
-        if len(self.guesses) < _MAX_NEARS:
-            self.guesses[start] = found
-        return found
-
-    def barred(self, value: int) -> bool:
-        """Whether the list bars `value` (a never-block number never is, even if listed)."""
-        if (value in self.bitmap and not (self.removed and value in self.removed)) or (
-            self.added and value in self.added
-        ):
-            return not (self.never_listed and value in self.never_ints)
-        return False
 
 
 class Screener:
@@ -375,7 +165,7 @@ class Screener:
         # Fast paths apply only to strings longer than every never-block dial and E.164 entry.
         self._never_long = max(map(len, (*self._never_dials, *self._never_e164)), default=0)
         self._cc_trunk = self._cc + self._trunk if self._trunk else ""
-        self._tables = _Tables(holder.current, self._never_ints, plan)
+        self._tables = Tables(holder.current, self._never_ints, plan)
 
     @property
     def plan(self) -> DialPlan:
@@ -481,7 +271,7 @@ class Screener:
             # has (or is not yet cached) are the readings walked, from the first variant on.
             guesses = tables.guesses
             for v in stacked:
-                if guesses.get(v[:_GUESS_DIGITS]) is not _NO_GUESSES:
+                if guesses.get(v[:GUESS_DIGITS]) is not NO_GUESSES:
                     return self._guess(tables, stacked)
         return _ALLOWED
 
@@ -525,17 +315,17 @@ class Screener:
         else:
             applying = [p for p in prefixes if head.startswith(p)]
             cut = len(applying[0]) if len(applying) == 1 else -1
-        if len(self._steps) < _MAX_NEARS:
+        if len(self._steps) < MAX_NEARS:
             self._steps[head] = cut
         return cut
 
-    def _guess(self, tables: _Tables, variants: list[str]) -> CheckResult:
+    def _guess(self, tables: Tables, variants: list[str]) -> CheckResult:
         """The speculative readings of each variant (local, national without the trunk 0,
         international without '+' or '00'), for the fast path: only the lookups `guess` found
         worth making. ALLOWED when none is barred."""
         guesses = tables.guesses
         for v in variants:
-            start = v[:_GUESS_DIGITS]
+            start = v[:GUESS_DIGITS]
             lookups, code, cut = guesses.get(start) or tables.guess(start)
             size = len(v)
             for before, total, needs in lookups:
@@ -560,7 +350,7 @@ class Screener:
                 heads = _strip_all(head, self._prefixes)
                 if heads is None or "" not in heads:
                     return _INVALID
-            _international(digits, candidates)
+            international_readings(digits, candidates)
             if not never_e164.isdisjoint(candidates):
                 return _ALLOWED
             return self._lookup(candidates)
@@ -588,7 +378,7 @@ class Screener:
             if not v:
                 continue
             if v.startswith(intl):
-                _international(v[len(intl) :], candidates)
+                international_readings(v[len(intl) :], candidates)
             elif trunk and v.startswith(trunk):
                 c = cc + v[len(trunk) :]
                 if c not in candidates:
@@ -598,7 +388,7 @@ class Screener:
                     speculative.append(cc + area + v)
                 speculative.append(cc + v)
                 speculative.append(v)  # international without '+' or '00' ...
-                head_trunk = _CC_TRUNK_BY_HEAD.get(v[:3])
+                head_trunk = CC_TRUNK_BY_HEAD.get(v[:3])
                 if head_trunk is not None and v.startswith(head_trunk[1], len(head_trunk[0])):
                     # ... with the trunk after the country code ("44 (0)20 ...")
                     code, code_trunk = head_trunk
@@ -617,7 +407,7 @@ class Screener:
         if tables.snapshot is not snap:
             # First check after a swap: one attribute store, so a concurrent reader sees either
             # the old tables or the new ones, each consistent with its own snapshot.
-            tables = _Tables(snap, self._never_ints, self._plan)
+            tables = Tables(snap, self._never_ints, self._plan)
             self._tables = tables
         bitmap = tables.bitmap
         added = tables.added
@@ -636,7 +426,7 @@ class Screener:
             usable = True
             # Only lengths at which the list has entries starting with these five digits: most
             # speculative readings ("020 9...", "+90 7...") fall where no number is barred.
-            near = c[:_NEAR_DIGITS]
+            near = c[:NEAR_DIGITS]
             totals = nears.get(near)
             if totals is None:
                 totals = tables.near(near, info[1])
