@@ -30,8 +30,11 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 # A generic-param value: token, host (incl. IPv6 reference, RFC 5118 §4.5 also without brackets)
 # or quoted-string (handled separately).
 _GEN_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]]+\Z")
-# Display name without quotes: *(token LWS)  (§25.1 display-name)
-_DISPLAY_TOKENS_RE = re.compile(r"(?:[A-Za-z0-9\-.!%*_+`'~]+[ \t]*)*\Z")
+# Display name without quotes: *(token LWS)  (§25.1 display-name), i.e. empty or a token
+# character followed by token characters and SP/HTAB. Written without the nested repeat
+# `(?:token+ LWS*)*`, whose backtracking is exponential in the length of a name that fails
+# (a 30-character From display name ending in '@' took seconds: a one-packet stall).
+_DISPLAY_TOKENS_RE = re.compile(r"(?:[A-Za-z0-9\-.!%*_+`'~][A-Za-z0-9\-.!%*_+`'~ \t]*)?\Z")
 _VIA_RE = re.compile(
     r"SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+"
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:[ \t]*:[ \t]*([0-9]+))?[ \t]*(;.*)?\Z",

@@ -64,6 +64,13 @@ def test_name_addr_forms() -> None:
         parse_name_addr("sip:u@h?x=y", "Contact")  # §20.10: '?' needs <>
 
 
+def test_unquoted_display_name_check_is_linear() -> None:
+    # The display-name regex once backtracked exponentially: this took minutes.
+    with pytest.raises(SipError):
+        parse_name_addr("a" * 64 + "@ <sip:u@h>", "From")
+    assert parse_name_addr("Wing  B\t<sip:u@h>", "From").display == "Wing  B"
+
+
 def test_via_with_lws_ipv6_and_params() -> None:
     v = parse_via("SIP / 2.0 / TCP [2001:db8::1] : 5061 ; branch = z9hG4bKa ; rport")
     assert (v.transport, v.host, v.port, v.branch, v.param("rport")) == (
