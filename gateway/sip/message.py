@@ -59,8 +59,9 @@ COMPACT_FORMS: Final[dict[str, str]] = {
 _SINGLETONS: Final = frozenset(
     {"call-id", "cseq", "from", "to", "max-forwards", "content-length", "refer-to"}
 )
-# Header names seen so far, as written (with any whitespace before the colon) -> (key, name).
-_NAMES: dict[str, tuple[str, str]] = {}
+# Header names seen so far, as written (with any whitespace before the colon) ->
+# (key, name, whether parse_message keeps its first value aside).
+_NAMES: dict[str, tuple[str, str, bool]] = {}
 _NAMES_CACHE_MAX = 4096  # distinct spellings kept; real traffic uses a few dozen
 # Headers whose first value parse_message keeps aside (the singletons, plus Via and Date).
 _TRACKED: Final = _SINGLETONS | {"via", "date"}
@@ -291,45 +292,14 @@ def parse_message(data: bytes, *, framed: bool = False) -> Message:
     if end < 0:
         raise SipError(400, "header block not ended by an empty line")
     head = data[:end].decode("utf-8", "surrogateescape")
-    if "\r\n " in head or "\r\n\t" in head:
-        head = _FOLD_RE.sub(" ", head)  # line folding (§7.3.1) is equivalent to one SP
     lines = head.split("\r\n")
     n = len(lines) - 1
+    # Every CR and LF must belong to a CRLF. Folding (below) only ever removes whole CRLFs, so
+    # checking before it is the same as checking after it.
     if head.count("\n") != n or head.count("\r") != n:
         raise SipError(400, "bare CR or LF in header block")
-    start = lines[0]
-    bad_start: SipError | None = None
-    try:
-        msg = _response_line(start) if start.startswith("SIP/") else _request_line(start)
-    except SipError as e:
-        # Read the headers anyway, so the 400/505 can carry Via, From, To... (§8.2.6.2).
-        bad_start = e
-        if start.startswith("SIP/"):
-            msg = Message.response(0, "", [])
-        else:
-            msg = Message.request(start.split(" ", 1)[0] or "?", "", [])
-    headers = msg.headers
-    single: dict[str, str] = {}
-    names = _NAMES
-    for line in lines[1:]:
-        raw_name, colon, value = line.partition(":")
-        if not colon:
-            raise SipError(400, "header line without a colon", msg)
-        known = names.get(raw_name)
-        if known is None:
-            known = _header_name(raw_name, msg)
-        key, name = known
-        value = value.strip(" \t")
-        headers.append((key, name, value))
-        if key in _TRACKED:
-            if key in single:
-                if key in _SINGLETONS:
-                    raise SipError(400, f"more than one {key} header", msg)
-            else:
-                single[key] = value
-    if bad_start is not None:
-        raise SipError(bad_start.status, bad_start.reason, msg)
-    if len(headers) > MAX_HEADERS:
+    msg, single = _parse_lines(lines, head, folded=False)
+    if len(msg.headers) > MAX_HEADERS:
         raise SipError(400, f"more than {MAX_HEADERS} header fields", msg)
     body = data[end + 4 :]
     cl = single.get("content-length")
@@ -346,6 +316,59 @@ def parse_message(data: bytes, *, framed: bool = False) -> Message:
     return msg
 
 
+def _parse_lines(lines: list[str], head: str, *, folded: bool) -> tuple[Message, dict[str, str]]:
+    """The start line and header fields; `single` holds the first value of each _TRACKED key.
+
+    Line folding (§7.3.1: CRLF then SP/HTAB continues a field, equivalent to one SP) is rare,
+    so it is not searched for up front: a continuation line starts with SP/HTAB, so it has no
+    colon or fails the header-name check, and every failure in the loop first asks whether the
+    block holds a fold; if so the unfolded block is parsed again, exactly as if folded first.
+    """
+    start = lines[0]
+    bad_start: SipError | None = None
+    try:
+        msg = _response_line(start) if start.startswith("SIP/") else _request_line(start)
+    except SipError as e:
+        # Read the headers anyway, so the 400/505 can carry Via, From, To... (§8.2.6.2).
+        bad_start = e
+        if start.startswith("SIP/"):
+            msg = Message(None, "", 0, "", [])
+        else:
+            msg = Message(start.split(" ", 1)[0] or "?", "", 0, "", [])
+    headers = msg.headers
+    append = headers.append
+    single: dict[str, str] = {}
+    names = _NAMES
+    problem = ""
+    for i in range(1, len(lines)):
+        raw_name, colon, value = lines[i].partition(":")
+        if not colon:
+            problem = "header line without a colon"
+            break
+        known = names.get(raw_name)
+        if known is None:
+            known = _header_name(raw_name)
+            if known is None:
+                problem = "bad header name"
+                break
+        key, name, tracked = known
+        value = value.strip(" \t")
+        append((key, name, value))
+        if tracked:
+            if key not in single:
+                single[key] = value
+            elif key in _SINGLETONS:
+                problem = f"more than one {key} header"
+                break
+    if problem:
+        if not folded and ("\r\n " in head or "\r\n\t" in head):
+            return _parse_lines(_FOLD_RE.sub(" ", head).split("\r\n"), head, folded=True)
+        raise SipError(400, problem, msg)
+    if bad_start is not None:
+        raise SipError(bad_start.status, bad_start.reason, msg)
+    return msg, single
+
+
 def _head_of(data: bytes) -> Message | None:
     """The header block of an oversized message, so the 513 can be addressed (§21.5.14)."""
     end = data.find(b"\r\n\r\n", 0, MAX_HEADER_BLOCK_BYTES - 4)
@@ -357,18 +380,20 @@ def _head_of(data: bytes) -> Message | None:
         return e.partial
 
 
-def _header_name(raw: str, msg: Message) -> tuple[str, str]:
+def _header_name(raw: str) -> tuple[str, str, bool] | None:
     """Check a header name once and remember it: names repeat across messages, so the hot
-    path is one dict lookup (the cache is bounded so junk names cannot grow it)."""
+    path is one dict lookup (the cache is bounded so junk names cannot grow it). None for a
+    name that is not a token (§25.1)."""
     name = raw.rstrip(" \t")
     if not _TOKEN_RE.match(name):
-        raise SipError(400, "bad header name", msg)
+        return None
     key = name.lower()
     if len(key) == 1:
         key = COMPACT_FORMS.get(key, key)
+    known = (key, name, key in _TRACKED)
     if len(_NAMES) < _NAMES_CACHE_MAX:
-        _NAMES[raw] = (key, name)
-    return key, name
+        _NAMES[raw] = known
+    return known
 
 
 def _request_line(start: str) -> Message:
@@ -384,7 +409,7 @@ def _request_line(start: str) -> Message:
         raise SipError(400, "bad method")
     if "<" in uri or ">" in uri:
         raise SipError(400, "Request-URI in angle brackets")
-    return Message.request(method, uri, [])
+    return Message(method, uri, 0, "", [])
 
 
 def _response_line(start: str) -> Message:
@@ -396,7 +421,7 @@ def _response_line(start: str) -> Message:
     status = int(code)
     if not 100 <= status <= 699:
         raise SipError(400, "status code out of range")
-    return Message.response(status, start[12:], [])
+    return Message(None, "", status, start[12:], [])
 
 
 def _check_common(msg: Message, single: dict[str, str]) -> None:
