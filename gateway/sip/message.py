@@ -145,6 +145,12 @@ class Message:
         )
         m.call_id, m.cseq, m.cseq_method = self.call_id, self.cseq, self.cseq_method
         m.max_forwards = self.max_forwards
+        # What was parsed of Via, From and To describes the copy's fields too, until one of
+        # the changing methods below drops it (a relayed response pops the Via it split).
+        m._vias = self._vias
+        m._top = self._top
+        m._from = self._from
+        m._to = self._to
         return m
 
     # -- reading -------------------------------------------------------------------------
@@ -230,20 +236,31 @@ class Message:
     def prepend(self, key: str, name: str, value: str) -> None:
         """Add a header above every other (a new top Via or Record-Route)."""
         self.headers.insert(0, (key, name, value))
-        if key == "via":
-            self._vias = None
-            self._top = None
+        self._changed(key)
 
     def set(self, key: str, name: str, value: str) -> None:
         """Replace the first header with this name, or append one."""
         for i, (k, n, _) in enumerate(self.headers):
             if k == key:
                 self.headers[i] = (k, n, value)
+                self._changed(key)
                 return
         self.headers.append((key, name, value))
+        self._changed(key)
 
     def remove(self, key: str) -> None:
         self.headers = [h for h in self.headers if h[0] != key]
+        self._changed(key)
+
+    def _changed(self, key: str) -> None:
+        """Forget what was parsed of a header that has just changed."""
+        if key == "via":
+            self._vias = None
+            self._top = None
+        elif key == "from":
+            self._from = None
+        elif key == "to":
+            self._to = None
 
     def pop_first_value(self, key: str) -> str | None:
         """Remove and return the first list value of a header (top Via, top Route)."""
@@ -254,9 +271,13 @@ class Message:
                     del self.headers[i]
                 else:
                     self.headers[i] = (k, n, ", ".join(parts[1:]))
-                if key == "via":
-                    self._vias = None
+                if key == "via" and self._vias is not None:
+                    # parts[0] is via_values()[0], and the rest splits as it did (the parts
+                    # were split at their top-level commas and stripped): keep the rest.
+                    self._vias = self._vias[1:]
                     self._top = None
+                else:
+                    self._changed(key)
                 return parts[0]
         return None
 
