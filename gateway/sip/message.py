@@ -66,7 +66,6 @@ _NAMES_CACHE_MAX = 4096  # distinct spellings kept; real traffic uses a few doze
 # Headers whose first value parse_message keeps aside (the singletons, plus Via and Date).
 _TRACKED: Final = _SINGLETONS | {"via", "date"}
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
-_CALLID_RE = re.compile(r"[!-~]+\Z")  # word ["@" word]: printable, no whitespace (§25.1)
 # RFC 3261 §27.4 methods and the common extensions: known tokens skip the token regex.
 _METHODS: Final = frozenset(
     {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "MESSAGE", "SUBSCRIBE", "NOTIFY",
@@ -448,7 +447,9 @@ def _response_line(start: str) -> Message:
 def _check_common(msg: Message, single: dict[str, str]) -> None:
     """The fields every message must carry (§8.1.1), checked once at parse time."""
     call_id = single.get("call-id")
-    if not call_id or not _CALLID_RE.match(call_id):
+    # word ["@" word] (§25.1): printable ASCII without whitespace, i.e. [!-~]+ (isprintable
+    # rejects the controls and DEL; the strip in the header loop leaves no edge SP/HTAB).
+    if not call_id or not (call_id.isascii() and call_id.isprintable()) or " " in call_id:
         raise SipError(400, "missing or malformed Call-ID", msg)
     msg.call_id = call_id
     cseq = single.get("cseq")
@@ -456,11 +457,14 @@ def _check_common(msg: Message, single: dict[str, str]) -> None:
         raise SipError(400, "no CSeq", msg)
     num, _, method = cseq.partition(" ")
     method = method.strip(" \t")
-    if not num.isdigit() or not num.isascii() or len(num) > 10 or int(num) > MAX_CSEQ:
+    if not num.isdigit() or not num.isascii() or len(num) > 10:
+        raise SipError(400, "bad CSeq number", msg)
+    seq = int(num)
+    if seq > MAX_CSEQ:
         raise SipError(400, "bad CSeq number", msg)
     if method != msg.method and not _TOKEN_RE.match(method):
         raise SipError(400, "bad CSeq method", msg)
-    msg.cseq = int(num)
+    msg.cseq = seq
     msg.cseq_method = method
     if "from" not in single or "to" not in single:
         raise SipError(400, "missing From or To", msg)
@@ -471,9 +475,10 @@ def _check_common(msg: Message, single: dict[str, str]) -> None:
             raise SipError(400, "CSeq method differs from the request method", msg)
         mf = single.get("max-forwards")
         if mf is not None:
-            if not mf.isdigit() or not mf.isascii() or len(mf) > 4 or int(mf) > MAX_FORWARDS_LIMIT:
+            hops = int(mf) if mf.isdigit() and mf.isascii() and len(mf) <= 4 else -1
+            if not 0 <= hops <= MAX_FORWARDS_LIMIT:
                 raise SipError(400, "bad Max-Forwards", msg)
-            msg.max_forwards = int(mf)
+            msg.max_forwards = hops
         date = single.get("date")
         if date is not None and not _DATE_RE.match(date):
             raise SipError(400, "Date is not an RFC 1123 GMT date", msg)
