@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from gateway.sip.errors import SipError
 from gateway.sip.events import Event, Screened
-from gateway.sip.headers import parse_name_addr
+from gateway.sip.headers import NameAddr, parse_name_addr
 from gateway.sip.message import Message
 from gateway.sip.uri import Uri, dial_targets, parse_uri, unescape
 
@@ -100,16 +100,31 @@ class Screening:
 
 def caller(msg: Message) -> str:
     """The PBX-given identity: P-Asserted-Identity user, else From user ('' when none)."""
-    for key in ("p-asserted-identity", "from"):
-        values = msg.values(key)
-        if not values:
-            continue
+    asserted = msg.values("p-asserted-identity")
+    if asserted:
         try:
-            na = msg.from_() if key == "from" else parse_name_addr(values[0], key)
-            uri = parse_uri(na.uri, key)
+            user = _user(parse_name_addr(asserted[0], "p-asserted-identity"), "p-asserted-identity")
         except SipError:
-            continue
-        if uri.user is not None:
-            user = uri.user.split(";")[0] if uri.scheme == "tel" else uri.user
-            return unescape(user) or ""
+            user = None
+        if user is not None:
+            return user
+    # From is a singleton that validate() has parsed by now (every caller screens a validated
+    # request), so from_() only reads the cache; splitting From as a list merely to see it is
+    # there cost ~2 us, a character loop over the quoted display name.
+    if msg.get("from") is not None:
+        try:
+            user = _user(msg.from_(), "from")
+        except SipError:
+            user = None
+        if user is not None:
+            return user
     return ""
+
+
+def _user(na: NameAddr, where: str) -> str | None:
+    """The unescaped user part of a name-addr's URI ('' when it does not decode), or None."""
+    uri = parse_uri(na.uri, where)
+    if uri.user is None:
+        return None
+    user = uri.user.split(";")[0] if uri.scheme == "tel" else uri.user
+    return unescape(user) or ""
