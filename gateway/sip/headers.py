@@ -42,6 +42,8 @@ _VIA_RE = re.compile(
 )
 
 
+# Via transports (RFC 3261 §20.42, RFC 7118 WS/WSS): tokens, so these skip the token regex.
+_TRANSPORTS = frozenset({"UDP", "TCP", "TLS", "SCTP", "WS", "WSS"})
 # Parameter names checked once at import: the common ones skip the token regex.
 _KNOWN_NAMES = frozenset(
     {"branch", "rport", "received", "tag", "lr", "transport", "user", "maddr", "ttl", "q",
@@ -98,7 +100,13 @@ def parse_params(text: str, where: str) -> Params:
         return ()
     if not text.startswith(";"):
         raise SipError(400, f"{where}: junk before parameters")
-    pieces = _split_quoted_semis(text[1:]) if '"' in text else text[1:].split(";")
+    return _param_list(text[1:], where)
+
+
+def _param_list(text: str, where: str) -> Params:
+    """The parameters after a first ';' (parse_params without its checks of the edges: every
+    name and value is stripped of LWS on its own, so outer LWS changes nothing)."""
+    pieces = _split_quoted_semis(text) if '"' in text else text.split(";")
     out: list[tuple[str, str | None]] = []
     for piece in pieces:
         name, eq, value = piece.partition("=")
@@ -195,7 +203,7 @@ def parse_name_addr(value: str, where: str) -> NameAddr:
     uri = uri.rstrip(" \t")
     if not uri or "?" in uri or " " in uri or "\t" in uri or "," in uri or '"' in uri:
         raise SipError(400, f"{where}: bad addr-spec")
-    return NameAddr(None, uri, parse_params(";" + params, where) if semi else (), False)
+    return NameAddr(None, uri, _param_list(params, where) if semi else (), False)
 
 
 class Via(NamedTuple):
@@ -228,12 +236,12 @@ def parse_via(value: str) -> Via:
         if (
             sp
             and hostport
-            and _TOKEN_RE.match(transport)
+            and (transport in _TRANSPORTS or _TOKEN_RE.match(transport))
             and " " not in hostport
             and "\t" not in hostport
         ):
             host, port = parse_host(hostport, "Via")
-            params = parse_params(";" + rest, "Via") if semi else ()
+            params = _param_list(rest, "Via") if semi else ()
             if _param(params, "branch") == "":
                 raise SipError(400, "Via: empty branch")
             return Via(transport.upper(), host, port, params)
