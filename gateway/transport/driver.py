@@ -19,8 +19,8 @@ SendFn = Callable[[bytes, tuple[str, int]], None]
 
 # The loop timer is armed on a grid of this step (deadlines rounded up), so the core's timers
 # are fired in batches. At 2,000 calls/s the core's earliest deadline moves every fraction of a
-# millisecond, and re-arming the loop's timer for every move (a cancel, a new handle, a loop
-# wake-up) cost more than the work the timers do. RFC 3261's timers start at T1 = 500 ms
+# millisecond, and each move cost a cancel, a new timer handle and a loop wake-up of its own
+# (measured together with GC_THRESHOLDS in gateway/app.py). RFC 3261's timers start at T1 = 500 ms
 # (§17.1.1.1) and a peer cannot tell one fired up to 5 ms late; Timer C is minutes (§16.6).
 TIMER_GRANULARITY_S = 0.005
 
