@@ -2,10 +2,11 @@
 
     python -m bench.lookup [--entries 1000000] [--dials 200000] [--seed 20261203] [--out PATH]
 
-Measures (issue 2): ns per check p50/p99 for `Screener.check` (normalise + pyroaring lookup), for
-the same normaliser over a Python `set` of ints, and for a `phonenumbers.parse` + `format_number`
-pipeline; bytes per number serialised and resident (roaring statistics and process RSS delta, and
-the set's); snapshot load time; build time. Every check is timed on its own with
+Measures (issue 2): ns per check p50/p99 for `Screener.check` (normalise + lookup in the resident
+U64Set), for the same normaliser over a Python `set` of ints, and for a `phonenumbers.parse` +
+`format_number` pipeline; bytes per number serialised and resident (the set's own count and the
+process RSS delta, beside a Python set's and pyroaring's, the list's earlier resident layout);
+snapshot load time; build time. Every check is timed on its own with
 `perf_counter_ns`; the timer's own cost, measured in the same run, is subtracted. The three
 pipelines run interleaved batch by batch so machine noise falls on all of them alike. Numbers are
 seeded random UK-like numbers and are never printed.
@@ -133,7 +134,7 @@ def dial_mix(
 
 class _IntSet(set[int]):
     """A set answers no range counts, so the Screener's pre-screen by leading digits always says
-    "maybe" and every candidate is looked up: the pre-screen is a roaring capability."""
+    "maybe" and every candidate is looked up: the pre-screen is a capability of the list's set."""
 
     def range_cardinality(self, start: int, end: int) -> int:
         return 1
@@ -216,14 +217,17 @@ def rss():
 r0 = rss()
 snap = read_snapshot(sys.argv[1])
 r1 = rss()
-numbers = set(snap.bitmap)
+numbers = set(snap)
 r2 = rss()
-print(r1 - r0, r2 - r1, len(snap))
+roaring = snap.bitmap
+r3 = rss()
+print(r1 - r0, r2 - r1, r3 - r2, len(snap))
 """
 
 
-def rss_deltas(path: Path) -> tuple[int, int, int]:
-    """(roaring RSS delta, set RSS delta, entries), measured in a fresh interpreter."""
+def rss_deltas(path: Path) -> tuple[int, int, int, int]:
+    """(loaded snapshot's RSS delta, a Python set's, a FrozenBitMap64's, entries), measured in a
+    fresh interpreter."""
     out = subprocess.run(
         [sys.executable, "-c", RSS_PROBE, str(path)],
         capture_output=True,
@@ -231,7 +235,7 @@ def rss_deltas(path: Path) -> tuple[int, int, int]:
         check=True,
         cwd=Path(__file__).resolve().parent.parent,
     ).stdout.split()
-    return int(out[0]), int(out[1]), int(out[2])
+    return int(out[0]), int(out[1]), int(out[2]), int(out[3])
 
 
 def loadavg() -> str:
@@ -277,7 +281,7 @@ def run(entries: int, dial_count: int, seed: int) -> tuple[list[str], dict[str, 
             loads.append(time.perf_counter() - t0)
         assert loaded.checksum == snapshot.checksum
         del loaded
-        rss_roaring, rss_set, rss_entries = rss_deltas(path)
+        rss_list, rss_set, rss_roaring, rss_entries = rss_deltas(path)
         assert rss_entries == entries
     payload_bytes = len(snapshot.bitmap.serialize())
     assert len(snapshot_to_bytes(snapshot)) == file_bytes
@@ -303,7 +307,8 @@ def run(entries: int, dial_count: int, seed: int) -> tuple[list[str], dict[str, 
 
     gc.collect()
     overhead = timer_overhead(len(texts))
-    bitmap = snapshot.bitmap
+    resident = snapshot.base
+    roaring = snapshot.bitmap  # the earlier resident layout, for its floor
     ints = [d.e164 for d in dials]
 
     def floor(dialled: str) -> None:
@@ -315,7 +320,8 @@ def run(entries: int, dial_count: int, seed: int) -> tuple[list[str], dict[str, 
         "phonenumbers": (pn_check, texts),
         # Floors, timed the same way: an empty Python call, and one bare roaring lookup.
         "floor": (floor, texts),
-        "roaring_in": (functools.partial(operator.contains, cast(Any, bitmap)), ints),
+        "list_in": (functools.partial(operator.contains, resident), ints),
+        "roaring_in": (functools.partial(operator.contains, cast(Any, roaring)), ints),
         "set_in": (functools.partial(operator.contains, baseline_set), ints),
     }
     timings = time_batches(pipelines)
@@ -337,7 +343,8 @@ def run(entries: int, dial_count: int, seed: int) -> tuple[list[str], dict[str, 
         "pn_p50": corrected("phonenumbers", 0.5),
         "pn_p99": corrected("phonenumbers", 0.99),
         "resident_stats": snapshot.resident_bytes() / entries,
-        "resident_rss": rss_roaring / entries,
+        "resident_rss": rss_list / entries,
+        "roaring_rss": rss_roaring / entries,
         "set_rss": rss_set / entries,
         "load_ms": statistics.median(loads) * 1000,
     }
@@ -348,7 +355,7 @@ def run(entries: int, dial_count: int, seed: int) -> tuple[list[str], dict[str, 
         return "met" if good else "**MISSED**"
 
     lines = [
-        "| measurement | upcs Screener (pyroaring) | same normaliser + Python set"
+        "| measurement | upcs Screener (U64Set) | same normaliser + Python set"
         " | phonenumbers parse+format |",
         "|---|---:|---:|---:|",
         f"| check p50 (ns) | {m['p50']:.0f} | {m['set_p50']:.0f} | {m['pn_p50']:.0f} |",
@@ -357,7 +364,8 @@ def run(entries: int, dial_count: int, seed: int) -> tuple[list[str], dict[str, 
         f" | {corrected('phonenumbers', 0.999):.0f} |",
         f"| ratio to Screener, p50 / p99 | 1 | {m['set_p50'] / m['p50']:.2f} /"
         f" {m['set_p99'] / m['p99']:.2f} | {speed_p50:.1f} / {speed_p99:.1f} |",
-        f"| bytes/number resident, library statistics | {m['resident_stats']:.2f} | n/a | n/a |",
+        f"| bytes/number resident, the set's own allocations | {m['resident_stats']:.2f} | n/a"
+        " | n/a |",
         f"| bytes/number resident, process RSS delta | {m['resident_rss']:.2f} |"
         f" {m['set_rss']:.2f} | n/a |",
         f"| bytes/number serialised (roaring payload / whole file) |"
@@ -370,8 +378,11 @@ def run(entries: int, dial_count: int, seed: int) -> tuple[list[str], dict[str, 
         f"| floor: empty Python function call, p50 / p99 (ns) | {corrected('floor', 0.5):.0f} /"
         f" {corrected('floor', 0.99):.0f} | | |",
         f"| floor: one bare membership test of an int, p50 / p99 (ns) |"
-        f" {corrected('roaring_in', 0.5):.0f} / {corrected('roaring_in', 0.99):.0f} |"
+        f" {corrected('list_in', 0.5):.0f} / {corrected('list_in', 0.99):.0f} |"
         f" {corrected('set_in', 0.5):.0f} / {corrected('set_in', 0.99):.0f} | |",
+        "| pyroaring FrozenBitMap64 (the earlier resident layout): bare membership p50 / p99 (ns);"
+        f" bytes/number by RSS | {corrected('roaring_in', 0.5):.0f} /"
+        f" {corrected('roaring_in', 0.99):.0f}; {m['roaring_rss']:.2f} | | |",
         "",
         "Targets:",
         "",
@@ -404,7 +415,7 @@ def run(entries: int, dial_count: int, seed: int) -> tuple[list[str], dict[str, 
         " every percentile above.",
         "The set baseline runs the same Screener code; a set answers no range counts, so the"
         " Screener's pre-screen of candidates by their first five digits always says 'maybe' there"
-        " and every candidate is looked up (the pre-screen is a roaring capability).",
+        " and every candidate is looked up (the pre-screen is a capability of the list's set).",
         f"phonenumbers pipeline agreed with the expected verdict on {agree_pn / len(dials):.1%}"
         " of dials: it strips no dial prefixes (9, 141), so it is a cost baseline, not a peer.",
         f"Both upcs normalisers gave the expected verdict (blocked as the barred number, or"

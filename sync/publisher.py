@@ -174,7 +174,7 @@ class Publisher:
     async def _reset_once(self, snapshot: ListSnapshot, key: str, ttl_ms: int) -> int | None:
         machine = await self._catch_up()
         version = machine.version + 1
-        stamped = ListSnapshot(snapshot.bitmap, version, snapshot.checksum, snapshot.lengths)
+        stamped = ListSnapshot(snapshot.entries, version, snapshot.checksum, snapshot.lengths)
         status, got = await self._reset(
             keys=[self._keys.meta, self._keys.snapshot, self._keys.log, key],
             args=[

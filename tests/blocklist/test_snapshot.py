@@ -128,3 +128,19 @@ def test_dial_plan_validation() -> None:
     assert DialPlan.from_section({"never_block_extra": ["0113 496 0000"]}).never_block_extra == (
         "0113 496 0000",
     )
+
+
+def test_resident_layout_is_the_compact_set_and_roaring_is_not_kept() -> None:
+    # The list is held as a U64Set; roaring is built on demand for files and the sync wire and
+    # never cached on the snapshot (it would double what each gateway keeps resident).
+    from blocklist._u64set import U64Set
+
+    snap = ListSnapshot.from_numbers([C, A, B, A], 3)
+    assert isinstance(snap.base, U64Set) and snap.entries is snap.base
+    first, second = snap.bitmap, snap.bitmap
+    assert first is not second and first == second == FrozenBitMap64([A, B, C])
+    assert list(snap) == sorted([A, B, C])
+    assert snap.resident_bytes() == snap.base.nbytes > 0
+    # Built from roaring (a file, the sync wire) or from the set: the same list, same checksum.
+    again = ListSnapshot(FrozenBitMap64([A, B, C]), 3)
+    assert isinstance(again.base, U64Set) and again.checksum == snap.checksum
