@@ -1,4 +1,4 @@
-"""Build configuration beyond pyproject.toml: the one C extension, blocklist._u64set.
+"""Build configuration beyond pyproject.toml: the one C extension, blocklist._native.
 
 Everything else (metadata, dependencies, packages) is declared in pyproject.toml; setuptools
 merges the two. The extension is plain C against the CPython API with no other library, so a
@@ -10,8 +10,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "blocklist._u64set",
-            sources=["blocklist/_u64set.c"],
+            "blocklist._native",
+            sources=["blocklist/_native.c"],
             extra_compile_args=["-std=c11", "-Wall", "-Wextra"],
         )
     ]

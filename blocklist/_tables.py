@@ -10,10 +10,15 @@ change a verdict. Private to `blocklist`.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from blocklist import _countries
 from blocklist.dialplan import DialPlan
 from blocklist.snapshot import E164_MAX_DIGITS, E164_MIN_DIGITS, ListSnapshot
+
+if TYPE_CHECKING:
+    from blocklist.screen import CheckResult
 
 __all__ = ["GUESS_DIGITS", "MAX_NEARS", "NEAR_DIGITS", "NO_GUESSES", "Tables"]
 
@@ -56,6 +61,7 @@ class Tables:
     __slots__ = (
         "added",
         "bitmap",
+        "fast",
         "guesses",
         "heads",
         "nears",
@@ -68,6 +74,8 @@ class Tables:
         "spoken",
         "trunk_listed",
     )
+
+    fast: Callable[[str], CheckResult | None]  # set by the screener: its C fast path
 
     def __init__(self, snapshot: ListSnapshot, never_ints: frozenset[int], plan: DialPlan) -> None:
         self.snapshot = snapshot

@@ -25,10 +25,12 @@ from typing import NamedTuple
 # global, one lookup as when it was defined here.
 from blocklist import _countries
 from blocklist._countries import country_lengths, international_readings
+from blocklist._native import FastPath
 from blocklist._tables import GUESS_DIGITS, MAX_NEARS, NEAR_DIGITS, NO_GUESSES, Tables
 from blocklist.dialplan import DialPlan
 from blocklist.holder import ListHolder
 from blocklist.neverblock import NeverBlock
+from blocklist.snapshot import ListSnapshot
 
 __all__ = ["MAX_DIAL_CHARS", "CheckResult", "Screener", "Verdict", "country_lengths"]
 
@@ -165,7 +167,45 @@ class Screener:
         # Fast paths apply only to strings longer than every never-block dial and E.164 entry.
         self._never_long = max(map(len, (*self._never_dials, *self._never_e164)), default=0)
         self._cc_trunk = self._cc + self._trunk if self._trunk else ""
-        self._tables = Tables(holder.current, self._never_ints, plan)
+        self._tables = self._new_tables(holder.current)
+
+    def _new_tables(self, snapshot: ListSnapshot) -> Tables:
+        """The lookup tables of one snapshot, with the C fast path (`blocklist._native.FastPath`)
+        over them: `check` asks it first, and it answers only where its answer is exactly
+        `_check_py`'s (tests/blocklist/test_fastpath.py)."""
+        tables = Tables(snapshot, self._never_ints, self._plan)
+        try:
+            fast = FastPath(
+                cc=self._cc,
+                trunk=self._trunk,
+                intl=self._intl,
+                outside_line=self._outside_line,
+                outside_trunk=self._outside_trunk,
+                prefix_first="".join(self._prefixes),
+                separators=_SEPARATORS.decode("ascii"),
+                never_long=self._never_long,
+                max_dial=MAX_DIAL_CHARS,
+                min_total=tables.own[0],
+                totals=tables.own[1],
+                base=tables.bitmap,
+                added=tables.added,
+                removed=tables.removed,
+                never_ints=self._never_ints,
+                never_listed=tables.never_listed,
+                trunk_listed=tables.trunk_listed,
+                guesses=tables.guesses,
+                no_guesses=NO_GUESSES,
+                guess_digits=GUESS_DIGITS,
+                allowed=_ALLOWED,
+                result_type=CheckResult,
+                blocked=_BLOCKED,
+            )
+            tables.fast = fast.check
+        except ValueError:
+            # A dial plan the C fast path does not take (a part longer than it reads): every
+            # dial takes the Python path, which gives the same verdicts, only slower.
+            tables.fast = _no_fast_path
+        return tables
 
     @property
     def plan(self) -> DialPlan:
@@ -177,6 +217,16 @@ class Screener:
 
     def check(self, dialled: str) -> CheckResult:
         """The verdict for one dial string, against the current snapshot."""
+        tables = self._tables
+        if tables.snapshot is self._holder.current:
+            found = tables.fast(dialled)
+            if found is not None:
+                return found
+        return self._check_py(dialled)
+
+    def _check_py(self, dialled: str) -> CheckResult:
+        """`check` in Python: the reference the C fast path is a transcription of, and the whole
+        check for every dial string the fast path leaves (None)."""
         if len(dialled) > MAX_DIAL_CHARS or not dialled.isascii():
             # Full-width and other Unicode digits included: a carrier may read them differently.
             return _INVALID
@@ -407,7 +457,7 @@ class Screener:
         if tables.snapshot is not snap:
             # First check after a swap: one attribute store, so a concurrent reader sees either
             # the old tables or the new ones, each consistent with its own snapshot.
-            tables = Tables(snap, self._never_ints, self._plan)
+            tables = self._new_tables(snap)
             self._tables = tables
         bitmap = tables.bitmap
         added = tables.added
@@ -442,6 +492,10 @@ class Screener:
                         continue
                     return _new_result(CheckResult, (_BLOCKED, value))
         return _ALLOWED if usable else _INVALID
+
+
+def _no_fast_path(dialled: str) -> None:
+    return None
 
 
 def _parse(dialled: str) -> tuple[str | None, str] | None:

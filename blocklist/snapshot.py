@@ -1,5 +1,5 @@
 """The immutable national list: every barred E.164 number as a 64-bit integer in a compact frozen
-set (`blocklist._u64set.U64Set`), with the list version and a content checksum.
+set (`blocklist._native.U64Set`), with the list version and a content checksum.
 
 Readers hold a reference to one snapshot and can never see it change; the single writer builds a
 new snapshot (`with_changes`) and swaps the reference (`ListHolder`). An E.164 number has at most
@@ -22,7 +22,7 @@ from dataclasses import FrozenInstanceError
 
 from pyroaring import BitMap64, FrozenBitMap64
 
-from blocklist._u64set import U64Set
+from blocklist._native import U64Set
 
 __all__ = [
     "E164_MAX_DIGITS",

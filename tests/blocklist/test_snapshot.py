@@ -133,7 +133,7 @@ def test_dial_plan_validation() -> None:
 def test_resident_layout_is_the_compact_set_and_roaring_is_not_kept() -> None:
     # The list is held as a U64Set; roaring is built on demand for files and the sync wire and
     # never cached on the snapshot (it would double what each gateway keeps resident).
-    from blocklist._u64set import U64Set
+    from blocklist._native import U64Set
 
     snap = ListSnapshot.from_numbers([C, A, B, A], 3)
     assert isinstance(snap.base, U64Set) and snap.entries is snap.base

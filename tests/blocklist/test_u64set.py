@@ -1,4 +1,4 @@
-"""The list's resident layout (blocklist._u64set.U64Set, C) against Python's set and bisect.
+"""The list's resident layout (blocklist._native.U64Set, C) against Python's set and bisect.
 
 Every answer is compared with the obvious implementation over the same values: membership, rank,
 range counts, iteration, min/max, merge, equality; over shapes that take each layout branch
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blocklist._u64set import U64Set
+from blocklist._native import U64Set
 
 U64_MAX = (1 << 64) - 1
 

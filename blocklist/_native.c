@@ -1,5 +1,12 @@
-/* blocklist._u64set: an immutable, compact set of unsigned 64-bit integers (the national list's
- * resident layout), with membership, rank and range counts, and a merge that builds a new set.
+/* blocklist._native: the two hot-path pieces of blocklist in C.
+ *
+ * U64Set: an immutable, compact set of unsigned 64-bit integers (the national list's resident
+ * layout), with membership, rank and range counts, and a merge that builds a new set.
+ *
+ * FastPath: `Screener.check`'s fast path for the dial forms a PBX sends most (national 0...,
+ * +CC..., 00CC..., each also behind the outside line, each also with separators), over one
+ * snapshot. It answers only where its answer is exactly the Python screener's, and returns None
+ * for everything else, which the Python screener then reads from the start (see FastPath below).
  *
  * Why not pyroaring's FrozenBitMap64 (the layout the list was first held in): measured on 1M
  * seeded UK-like numbers, a cold `in` on it costs ~930 ns (its 64-bit map walks an adaptive radix
@@ -490,7 +497,7 @@ static PyGetSetDef u64set_getset[] = {
 
 static PyTypeObject U64SetType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "blocklist._u64set.U64Set",
+    .tp_name = "blocklist._native.U64Set",
     .tp_doc = PyDoc_STR("U64Set(values=array('Q')): an immutable compact set of uint64, built "
                         "from strictly ascending values."),
     .tp_basicsize = sizeof(U64Set),
@@ -506,20 +513,377 @@ static PyTypeObject U64SetType = {
     .tp_getset = u64set_getset,
 };
 
-static struct PyModuleDef u64set_module = {
+/* ---------------------------------------------------------------------------------------------
+ * FastPath
+ *
+ * `Screener.check` in blocklist/screen.py is the reference: this is its fast path (the block from
+ * "Fast paths for what a PBX usually puts in a Request-URI" to the first `return _ALLOWED`)
+ * transcribed step for step, over one snapshot's tables. Every place where the Python code leaves
+ * the fast path (for `_check_parsed`, `_unstack` or `_guess`) returns None here, and the Python
+ * screener then does the whole check itself; so a None costs time, never a verdict. The dial
+ * string is read as the Python code reads it: digits, at most one '+' before the first digit, and
+ * the visual separators it is given; any other character returns None (the Python parser decides).
+ * tests/blocklist/test_fastpath.py checks, over generated dial strings and lists with overlays,
+ * never-block entries and trunk-kept entries, that every non-None answer is the Python one.
+ * ------------------------------------------------------------------------------------------- */
+
+#define FP_MAX_DIAL 64   /* blocklist.screen.MAX_DIAL_CHARS; checked equal at construction */
+#define FP_MAX_PART 16   /* the longest cc, trunk, intl, outside line or separator set accepted */
+#define FP_MAX_TOTALS 16 /* E.164 lengths 6..15: at most 10 */
+
+typedef struct {
+    PyObject_HEAD
+    char cc[FP_MAX_PART + 1], trunk[FP_MAX_PART + 1], intl[FP_MAX_PART + 1];
+    char cc_trunk[2 * FP_MAX_PART + 1], outside_trunk[2 * FP_MAX_PART + 1];
+    Py_ssize_t cc_len, trunk_len, intl_len, cc_trunk_len, outside_trunk_len, outside_line_len;
+    unsigned char prefix_first[10]; /* 1 when some dial prefix starts with this digit */
+    unsigned char separator[128];   /* 1 for each visual separator */
+    Py_ssize_t never_long, min_total, ntotals, guess_digits;
+    Py_ssize_t totals[FP_MAX_TOTALS];
+    int never_listed, trunk_listed;
+    PyObject *base;       /* a U64Set (direct lookups) or any container (`in`) */
+    PyObject *added, *removed, *never_ints; /* frozensets */
+    PyObject *guesses;    /* the snapshot's guess cache (a dict the Python screener fills) */
+    PyObject *no_guesses; /* blocklist._tables.NO_GUESSES */
+    PyObject *allowed;    /* the ALLOWED CheckResult */
+    PyObject *result_type, *blocked; /* CheckResult, Verdict.BLOCKED */
+} FastPath;
+
+static int copy_part(PyObject *o, char *out, Py_ssize_t cap, Py_ssize_t *len, const char *what) {
+    if (!PyUnicode_Check(o) || !PyUnicode_IS_ASCII(o)) {
+        PyErr_Format(PyExc_TypeError, "FastPath: %s must be an ASCII str", what);
+        return -1;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+    if (n > cap) {
+        PyErr_Format(PyExc_ValueError, "FastPath: %s is longer than %zd characters", what, cap);
+        return -1;
+    }
+    memcpy(out, PyUnicode_1BYTE_DATA(o), (size_t)n);
+    out[n] = '\0';
+    *len = n;
+    return 0;
+}
+
+static int all_digits(const char *p, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return 0;
+    }
+    return 1;
+}
+
+static void fastpath_dealloc(FastPath *f) {
+    Py_XDECREF(f->base);
+    Py_XDECREF(f->added);
+    Py_XDECREF(f->removed);
+    Py_XDECREF(f->never_ints);
+    Py_XDECREF(f->guesses);
+    Py_XDECREF(f->no_guesses);
+    Py_XDECREF(f->allowed);
+    Py_XDECREF(f->result_type);
+    Py_XDECREF(f->blocked);
+    Py_TYPE(f)->tp_free((PyObject *)f);
+}
+
+static PyObject *fastpath_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"cc", "trunk", "intl", "outside_line", "outside_trunk",
+                             "prefix_first", "separators", "never_long", "max_dial",
+                             "min_total", "totals", "base", "added", "removed", "never_ints",
+                             "never_listed", "trunk_listed", "guesses", "no_guesses",
+                             "guess_digits", "allowed", "result_type", "blocked", NULL};
+    PyObject *cc, *trunk, *intl, *outside_line, *outside_trunk, *prefix_first, *separators;
+    PyObject *totals, *base, *added, *removed, *never_ints, *guesses, *no_guesses, *allowed;
+    PyObject *result_type, *blocked;
+    Py_ssize_t never_long, max_dial, min_total, guess_digits;
+    int never_listed, trunk_listed;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "$UUUUUUUnnnO!OO!O!O!ppO!OnOO!O:FastPath", kwlist, &cc, &trunk, &intl,
+            &outside_line, &outside_trunk, &prefix_first, &separators, &never_long, &max_dial,
+            &min_total, &PyTuple_Type, &totals, &base, &PyFrozenSet_Type, &added,
+            &PyFrozenSet_Type, &removed, &PyFrozenSet_Type, &never_ints, &never_listed,
+            &trunk_listed, &PyDict_Type, &guesses, &no_guesses, &guess_digits, &allowed,
+            &PyType_Type, &result_type, &blocked)) {
+        return NULL;
+    }
+    if (max_dial != FP_MAX_DIAL) {
+        return PyErr_Format(PyExc_ValueError, "FastPath: max_dial %zd, this build reads %d",
+                            max_dial, FP_MAX_DIAL);
+    }
+    if (!PyType_IsSubtype((PyTypeObject *)result_type, &PyTuple_Type)) {
+        return PyErr_Format(PyExc_TypeError, "FastPath: result_type must be a tuple subclass");
+    }
+    FastPath *f = (FastPath *)type->tp_alloc(type, 0);
+    if (f == NULL) return NULL;
+    Py_ssize_t outside_line_len, prefix_len, sep_len;
+    char prefixes[FP_MAX_PART + 1], seps[FP_MAX_PART + 1], line[FP_MAX_PART + 1];
+    if (copy_part(cc, f->cc, FP_MAX_PART, &f->cc_len, "cc") < 0 ||
+        copy_part(trunk, f->trunk, FP_MAX_PART, &f->trunk_len, "trunk") < 0 ||
+        copy_part(intl, f->intl, FP_MAX_PART, &f->intl_len, "intl") < 0 ||
+        copy_part(outside_line, line, FP_MAX_PART, &outside_line_len, "outside_line") < 0 ||
+        copy_part(outside_trunk, f->outside_trunk, 2 * FP_MAX_PART, &f->outside_trunk_len,
+                  "outside_trunk") < 0 ||
+        copy_part(prefix_first, prefixes, FP_MAX_PART, &prefix_len, "prefix_first") < 0 ||
+        copy_part(separators, seps, FP_MAX_PART, &sep_len, "separators") < 0) {
+        Py_DECREF(f);
+        return NULL;
+    }
+    if (f->cc_len == 0 || f->intl_len == 0 || !all_digits(f->cc, f->cc_len) ||
+        !all_digits(f->trunk, f->trunk_len) || !all_digits(f->intl, f->intl_len) ||
+        !all_digits(line, outside_line_len) ||
+        !all_digits(f->outside_trunk, f->outside_trunk_len) || !all_digits(prefixes, prefix_len)) {
+        Py_DECREF(f);
+        return PyErr_Format(PyExc_ValueError, "FastPath: a dial plan part is not digits");
+    }
+    f->outside_line_len = outside_line_len;
+    if (f->trunk_len) {
+        memcpy(f->cc_trunk, f->cc, (size_t)f->cc_len);
+        memcpy(f->cc_trunk + f->cc_len, f->trunk, (size_t)f->trunk_len);
+        f->cc_trunk_len = f->cc_len + f->trunk_len;
+        f->cc_trunk[f->cc_trunk_len] = '\0';
+    }
+    for (Py_ssize_t i = 0; i < prefix_len; i++) f->prefix_first[prefixes[i] - '0'] = 1;
+    for (Py_ssize_t i = 0; i < sep_len; i++) {
+        unsigned char ch = (unsigned char)seps[i];
+        if ((ch >= '0' && ch <= '9') || ch == '+') {
+            Py_DECREF(f);
+            return PyErr_Format(PyExc_ValueError, "FastPath: a separator is a digit or '+'");
+        }
+        f->separator[ch] = 1;
+    }
+    Py_ssize_t nt = PyTuple_GET_SIZE(totals);
+    if (nt > FP_MAX_TOTALS) {
+        Py_DECREF(f);
+        return PyErr_Format(PyExc_ValueError, "FastPath: more than %d totals", FP_MAX_TOTALS);
+    }
+    for (Py_ssize_t i = 0; i < nt; i++) {
+        Py_ssize_t t = PyLong_AsSsize_t(PyTuple_GET_ITEM(totals, i));
+        if (t == -1 && PyErr_Occurred()) {
+            Py_DECREF(f);
+            return NULL;
+        }
+        /* 19 digits always fit a uint64; E.164 numbers have at most 15. */
+        if (t < 1 || t > 19 || (i && t <= f->totals[i - 1])) {
+            Py_DECREF(f);
+            return PyErr_Format(PyExc_ValueError,
+                                "FastPath: totals must be ascending lengths of 1 to 19 digits");
+        }
+        f->totals[i] = t;
+    }
+    f->ntotals = nt;
+    f->never_long = never_long;
+    f->min_total = min_total;
+    f->guess_digits = guess_digits;
+    f->never_listed = never_listed;
+    f->trunk_listed = trunk_listed;
+    f->base = Py_NewRef(base);
+    f->added = Py_NewRef(added);
+    f->removed = Py_NewRef(removed);
+    f->never_ints = Py_NewRef(never_ints);
+    f->guesses = Py_NewRef(guesses);
+    f->no_guesses = Py_NewRef(no_guesses);
+    f->allowed = Py_NewRef(allowed);
+    f->result_type = Py_NewRef(result_type);
+    f->blocked = Py_NewRef(blocked);
+    return (PyObject *)f;
+}
+
+static inline int has_prefix(const char *s, Py_ssize_t n, const char *p, Py_ssize_t pn) {
+    return n >= pn && memcmp(s, p, (size_t)pn) == 0;
+}
+
+/* Whether the list bars `value`: 1, 0, or -1 with an exception set. Exactly Tables.barred
+ * with the fast path's never-block test: `(value in base and not (removed and value in
+ * removed)) or (added and value in added)`, then not a never-block number if the list holds any. */
+static int fastpath_barred(FastPath *f, uint64_t value) {
+    PyObject *v = NULL;
+    int hit;
+    if (Py_IS_TYPE(f->base, &U64SetType)) {
+        hit = u64set_has((U64Set *)f->base, value);
+    } else {
+        v = PyLong_FromUnsignedLongLong(value);
+        if (v == NULL) return -1;
+        hit = PySequence_Contains(f->base, v);
+        if (hit < 0) goto fail;
+    }
+    if ((hit && PySet_GET_SIZE(f->removed)) || (!hit && PySet_GET_SIZE(f->added)) ||
+        f->never_listed) {
+        if (v == NULL && (v = PyLong_FromUnsignedLongLong(value)) == NULL) return -1;
+    }
+    if (hit && PySet_GET_SIZE(f->removed)) {
+        int r = PySet_Contains(f->removed, v);
+        if (r < 0) goto fail;
+        hit = !r;
+    }
+    if (!hit && PySet_GET_SIZE(f->added)) {
+        hit = PySet_Contains(f->added, v);
+        if (hit < 0) goto fail;
+    }
+    if (hit && f->never_listed) {
+        int never = PySet_Contains(f->never_ints, v);
+        if (never < 0) goto fail;
+        hit = !never;
+    }
+    Py_XDECREF(v);
+    return hit;
+fail:
+    Py_XDECREF(v);
+    return -1;
+}
+
+static PyObject *fastpath_blocked(FastPath *f, uint64_t value) {
+    PyObject *v = PyLong_FromUnsignedLongLong(value);
+    if (v == NULL) return NULL;
+    PyObject *items = PyTuple_Pack(2, f->blocked, v);
+    Py_DECREF(v);
+    if (items == NULL) return NULL;
+    PyObject *args = PyTuple_Pack(1, items);
+    Py_DECREF(items);
+    if (args == NULL) return NULL;
+    /* tuple.__new__(CheckResult, (BLOCKED, value)), as the Python screener builds it. */
+    PyObject *res = PyTuple_Type.tp_new((PyTypeObject *)f->result_type, args, NULL);
+    Py_DECREF(args);
+    return res;
+}
+
+static PyObject *fastpath_call(FastPath *f, PyObject *dialled) {
+    if (!PyUnicode_Check(dialled) || !PyUnicode_IS_ASCII(dialled)) Py_RETURN_NONE;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(dialled);
+    if (n > FP_MAX_DIAL) Py_RETURN_NONE;
+    const unsigned char *c = PyUnicode_1BYTE_DATA(dialled);
+    /* The digits, with separators removed and at most one '+' before them. */
+    char num[FP_MAX_DIAL + 1];
+    Py_ssize_t len = 0;
+    int plus = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char ch = c[i];
+        if (ch >= '0' && ch <= '9') {
+            num[len++] = (char)ch;
+        } else if (ch == '+' && len == 0 && !plus) {
+            plus = 1;
+        } else if (ch >= 128 || !f->separator[ch]) {
+            Py_RETURN_NONE;
+        }
+    }
+    if (len == 0) Py_RETURN_NONE;
+    const char *cand;
+    Py_ssize_t cand_len;
+    char built[FP_MAX_DIAL + 2 * FP_MAX_PART + 1];
+    int stacked = 0;
+    const char *international = NULL;
+    Py_ssize_t international_len = 0;
+    if (plus) {
+        international = num;
+        international_len = len;
+    } else {
+        if (len <= f->never_long || f->trunk_len == 0) Py_RETURN_NONE;
+        const char *rest = num;
+        Py_ssize_t rest_len = len;
+        if (f->prefix_first[num[0] - '0']) {
+            if (!(f->outside_trunk_len && has_prefix(num, len, f->outside_trunk,
+                                                     f->outside_trunk_len))) {
+                Py_RETURN_NONE; /* Python: _unstack */
+            }
+            stacked = 1;
+            rest = num + f->outside_line_len;
+            rest_len = len - f->outside_line_len;
+            if (rest_len <= f->never_long) Py_RETURN_NONE;
+        }
+        if (!has_prefix(rest, rest_len, f->trunk, f->trunk_len)) Py_RETURN_NONE;
+        if (has_prefix(rest, rest_len, f->intl, f->intl_len)) {
+            international = rest + f->intl_len;
+            international_len = rest_len - f->intl_len;
+        } else {
+            memcpy(built, f->cc, (size_t)f->cc_len);
+            memcpy(built + f->cc_len, rest + f->trunk_len, (size_t)(rest_len - f->trunk_len));
+            cand = built;
+            cand_len = f->cc_len + rest_len - f->trunk_len;
+        }
+    }
+    if (international != NULL) {
+        cand = international;
+        cand_len = international_len;
+        if (cand_len <= f->never_long || !has_prefix(cand, cand_len, f->cc, f->cc_len)) {
+            Py_RETURN_NONE;
+        }
+        if (f->cc_trunk_len && has_prefix(cand, cand_len, f->cc_trunk, f->cc_trunk_len)) {
+            memcpy(built, f->cc, (size_t)f->cc_len);
+            memcpy(built + f->cc_len, cand + f->cc_trunk_len,
+                   (size_t)(cand_len - f->cc_trunk_len));
+            cand_len = f->cc_len + cand_len - f->cc_trunk_len;
+            cand = built;
+            if (f->trunk_listed || cand_len <= f->never_long) Py_RETURN_NONE;
+        }
+    }
+    if (cand_len < f->min_total) Py_RETURN_NONE;
+    /* Each length the list holds for the country, shortest first (overdialling, rule 3). */
+    uint64_t value = 0;
+    Py_ssize_t have = 0;
+    for (Py_ssize_t k = 0; k < f->ntotals; k++) {
+        Py_ssize_t total = f->totals[k];
+        if (total > cand_len) break;
+        while (have < total) value = value * 10 + (uint64_t)(cand[have++] - '0');
+        int barred = fastpath_barred(f, value);
+        if (barred < 0) return NULL;
+        if (barred) return fastpath_blocked(f, value);
+    }
+    if (stacked) {
+        /* Python: the outside-line variant's speculative readings, unless the snapshot's guess
+         * cache says it has none worth a lookup. */
+        Py_ssize_t g = len < f->guess_digits ? len : f->guess_digits;
+        PyObject *key = PyUnicode_FromStringAndSize(num, g);
+        if (key == NULL) return NULL;
+        PyObject *found = PyDict_GetItemWithError(f->guesses, key);
+        Py_DECREF(key);
+        if (found == NULL && PyErr_Occurred()) return NULL;
+        if (found != f->no_guesses) Py_RETURN_NONE; /* Python: _guess */
+    }
+    Py_INCREF(f->allowed);
+    return f->allowed;
+}
+
+static PyMethodDef fastpath_methods[] = {
+    {"check", (PyCFunction)fastpath_call, METH_O,
+     "check(dialled): the Python screener's CheckResult for the dial string, or None where the "
+     "fast path does not decide."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *fastpath_repr(FastPath *f) {
+    return PyUnicode_FromFormat("FastPath(cc=%s, trunk=%s, intl=%s)", f->cc, f->trunk, f->intl);
+}
+
+static PyTypeObject FastPathType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "blocklist._native.FastPath",
+    .tp_doc = PyDoc_STR("FastPath(**plan and snapshot tables): Screener.check's fast path in C."),
+    .tp_basicsize = sizeof(FastPath),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = fastpath_new,
+    .tp_dealloc = (destructor)fastpath_dealloc,
+    .tp_repr = (reprfunc)fastpath_repr,
+    .tp_methods = fastpath_methods,
+};
+
+static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "blocklist._u64set",
-    .m_doc = PyDoc_STR("An immutable compact set of unsigned 64-bit integers."),
+    .m_name = "blocklist._native",
+    .m_doc = PyDoc_STR("The list's compact set (U64Set) and the screener's fast path (FastPath)."),
     .m_size = -1,
 };
 
-PyMODINIT_FUNC PyInit__u64set(void) {
-    if (PyType_Ready(&U64SetType) < 0) return NULL;
-    PyObject *m = PyModule_Create(&u64set_module);
+PyMODINIT_FUNC PyInit__native(void) {
+    if (PyType_Ready(&U64SetType) < 0 || PyType_Ready(&FastPathType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&native_module);
     if (m == NULL) return NULL;
     Py_INCREF(&U64SetType);
     if (PyModule_AddObject(m, "U64Set", (PyObject *)&U64SetType) < 0) {
         Py_DECREF(&U64SetType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&FastPathType);
+    if (PyModule_AddObject(m, "FastPath", (PyObject *)&FastPathType) < 0) {
+        Py_DECREF(&FastPathType);
         Py_DECREF(m);
         return NULL;
     }
