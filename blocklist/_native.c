@@ -530,6 +530,12 @@ static PyTypeObject U64SetType = {
 #define FP_MAX_DIAL 64   /* blocklist.screen.MAX_DIAL_CHARS; checked equal at construction */
 #define FP_MAX_PART 16   /* the longest cc, trunk, intl, outside line or separator set accepted */
 #define FP_MAX_TOTALS 16 /* E.164 lengths 6..15: at most 10 */
+#define FP_MAX_PREFIXES 16 /* dial prefixes of a plan: 141, 1470, 18001, 18002 and the line */
+/* The guess cache's keys have at most this many digits (blocklist._tables.GUESS_DIGITS is 6). */
+#define FP_MAX_GUESS_DIGITS 6
+/* Slots of the C memo of guess-cache keys known to need no lookup (a power of two; half may be
+ * filled): twice blocklist._tables.MAX_NEARS, the bound of the Python cache it mirrors. */
+#define FP_MEMO_SLOTS (1u << 15)
 
 typedef struct {
     PyObject_HEAD
@@ -537,8 +543,15 @@ typedef struct {
     char cc_trunk[2 * FP_MAX_PART + 1], outside_trunk[2 * FP_MAX_PART + 1];
     Py_ssize_t cc_len, trunk_len, intl_len, cc_trunk_len, outside_trunk_len, outside_line_len;
     unsigned char prefix_first[10]; /* 1 when some dial prefix starts with this digit */
+    char prefixes[FP_MAX_PREFIXES][FP_MAX_PART + 1]; /* the plan's dial prefixes, as given */
+    Py_ssize_t prefix_len[FP_MAX_PREFIXES], nprefixes, max_variants;
     unsigned char separator[128];   /* 1 for each visual separator */
     Py_ssize_t never_long, min_total, ntotals, guess_digits;
+    /* Keys (digits * 8 + count + 1; 0 = empty) that the snapshot's guess cache maps to
+     * NO_GUESSES: an entry there never changes for the snapshot, so the answer is kept here and
+     * the common "9 0..." dial needs no Python string or dict lookup. Open addressing. */
+    uint32_t *memo;
+    uint32_t memo_used;
     Py_ssize_t totals[FP_MAX_TOTALS];
     int never_listed, trunk_listed;
     PyObject *base;       /* a U64Set (direct lookups) or any container (`in`) */
@@ -573,6 +586,7 @@ static int all_digits(const char *p, Py_ssize_t n) {
 }
 
 static void fastpath_dealloc(FastPath *f) {
+    PyMem_Free(f->memo);
     Py_XDECREF(f->base);
     Py_XDECREF(f->added);
     Py_XDECREF(f->removed);
@@ -587,18 +601,19 @@ static void fastpath_dealloc(FastPath *f) {
 
 static PyObject *fastpath_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"cc", "trunk", "intl", "outside_line", "outside_trunk",
-                             "prefix_first", "separators", "never_long", "max_dial",
+                             "prefixes", "max_variants", "separators", "never_long", "max_dial",
                              "min_total", "totals", "base", "added", "removed", "never_ints",
                              "never_listed", "trunk_listed", "guesses", "no_guesses",
                              "guess_digits", "allowed", "result_type", "blocked", NULL};
-    PyObject *cc, *trunk, *intl, *outside_line, *outside_trunk, *prefix_first, *separators;
+    PyObject *cc, *trunk, *intl, *outside_line, *outside_trunk, *prefixes, *separators;
     PyObject *totals, *base, *added, *removed, *never_ints, *guesses, *no_guesses, *allowed;
     PyObject *result_type, *blocked;
-    Py_ssize_t never_long, max_dial, min_total, guess_digits;
+    Py_ssize_t never_long, max_dial, min_total, guess_digits, max_variants;
     int never_listed, trunk_listed;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "$UUUUUUUnnnO!OO!O!O!ppO!OnOO!O:FastPath", kwlist, &cc, &trunk, &intl,
-            &outside_line, &outside_trunk, &prefix_first, &separators, &never_long, &max_dial,
+            args, kwds, "$UUUUUO!nUnnnO!OO!O!O!ppO!OnOO!O:FastPath", kwlist, &cc, &trunk, &intl,
+            &outside_line, &outside_trunk, &PyTuple_Type, &prefixes, &max_variants, &separators,
+            &never_long, &max_dial,
             &min_total, &PyTuple_Type, &totals, &base, &PyFrozenSet_Type, &added,
             &PyFrozenSet_Type, &removed, &PyFrozenSet_Type, &never_ints, &never_listed,
             &trunk_listed, &PyDict_Type, &guesses, &no_guesses, &guess_digits, &allowed,
@@ -614,15 +629,14 @@ static PyObject *fastpath_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     }
     FastPath *f = (FastPath *)type->tp_alloc(type, 0);
     if (f == NULL) return NULL;
-    Py_ssize_t outside_line_len, prefix_len, sep_len;
-    char prefixes[FP_MAX_PART + 1], seps[FP_MAX_PART + 1], line[FP_MAX_PART + 1];
+    Py_ssize_t outside_line_len, sep_len;
+    char seps[FP_MAX_PART + 1], line[FP_MAX_PART + 1];
     if (copy_part(cc, f->cc, FP_MAX_PART, &f->cc_len, "cc") < 0 ||
         copy_part(trunk, f->trunk, FP_MAX_PART, &f->trunk_len, "trunk") < 0 ||
         copy_part(intl, f->intl, FP_MAX_PART, &f->intl_len, "intl") < 0 ||
         copy_part(outside_line, line, FP_MAX_PART, &outside_line_len, "outside_line") < 0 ||
         copy_part(outside_trunk, f->outside_trunk, 2 * FP_MAX_PART, &f->outside_trunk_len,
                   "outside_trunk") < 0 ||
-        copy_part(prefix_first, prefixes, FP_MAX_PART, &prefix_len, "prefix_first") < 0 ||
         copy_part(separators, seps, FP_MAX_PART, &sep_len, "separators") < 0) {
         Py_DECREF(f);
         return NULL;
@@ -630,7 +644,7 @@ static PyObject *fastpath_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     if (f->cc_len == 0 || f->intl_len == 0 || !all_digits(f->cc, f->cc_len) ||
         !all_digits(f->trunk, f->trunk_len) || !all_digits(f->intl, f->intl_len) ||
         !all_digits(line, outside_line_len) ||
-        !all_digits(f->outside_trunk, f->outside_trunk_len) || !all_digits(prefixes, prefix_len)) {
+        !all_digits(f->outside_trunk, f->outside_trunk_len)) {
         Py_DECREF(f);
         return PyErr_Format(PyExc_ValueError, "FastPath: a dial plan part is not digits");
     }
@@ -641,7 +655,30 @@ static PyObject *fastpath_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         f->cc_trunk_len = f->cc_len + f->trunk_len;
         f->cc_trunk[f->cc_trunk_len] = '\0';
     }
-    for (Py_ssize_t i = 0; i < prefix_len; i++) f->prefix_first[prefixes[i] - '0'] = 1;
+    f->nprefixes = PyTuple_GET_SIZE(prefixes);
+    if (f->nprefixes > FP_MAX_PREFIXES) {
+        Py_DECREF(f);
+        return PyErr_Format(PyExc_ValueError, "FastPath: more than %d dial prefixes",
+                            FP_MAX_PREFIXES);
+    }
+    for (Py_ssize_t i = 0; i < f->nprefixes; i++) {
+        if (copy_part(PyTuple_GET_ITEM(prefixes, i), f->prefixes[i], FP_MAX_PART,
+                      &f->prefix_len[i], "a dial prefix") < 0) {
+            Py_DECREF(f);
+            return NULL;
+        }
+        if (f->prefix_len[i] == 0 || !all_digits(f->prefixes[i], f->prefix_len[i])) {
+            Py_DECREF(f);
+            return PyErr_Format(PyExc_ValueError, "FastPath: a dial prefix is not digits");
+        }
+        f->prefix_first[f->prefixes[i][0] - '0'] = 1;
+    }
+    if (max_variants < 1 || max_variants > FP_MAX_DIAL) {
+        Py_DECREF(f);
+        return PyErr_Format(PyExc_ValueError, "FastPath: max_variants %zd out of range",
+                            max_variants);
+    }
+    f->max_variants = max_variants;
     for (Py_ssize_t i = 0; i < sep_len; i++) {
         unsigned char ch = (unsigned char)seps[i];
         if ((ch >= '0' && ch <= '9') || ch == '+') {
@@ -672,6 +709,11 @@ static PyObject *fastpath_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     f->ntotals = nt;
     f->never_long = never_long;
     f->min_total = min_total;
+    if (guess_digits < 1 || guess_digits > FP_MAX_GUESS_DIGITS) {
+        Py_DECREF(f);
+        return PyErr_Format(PyExc_ValueError, "FastPath: guess_digits %zd out of range 1..%d",
+                            guess_digits, FP_MAX_GUESS_DIGITS);
+    }
     f->guess_digits = guess_digits;
     f->never_listed = never_listed;
     f->trunk_listed = trunk_listed;
@@ -733,16 +775,62 @@ fail:
 static PyObject *fastpath_blocked(FastPath *f, uint64_t value) {
     PyObject *v = PyLong_FromUnsignedLongLong(value);
     if (v == NULL) return NULL;
-    PyObject *items = PyTuple_Pack(2, f->blocked, v);
-    Py_DECREF(v);
-    if (items == NULL) return NULL;
-    PyObject *args = PyTuple_Pack(1, items);
-    Py_DECREF(items);
-    if (args == NULL) return NULL;
-    /* tuple.__new__(CheckResult, (BLOCKED, value)), as the Python screener builds it. */
-    PyObject *res = PyTuple_Type.tp_new((PyTypeObject *)f->result_type, args, NULL);
-    Py_DECREF(args);
+    /* CheckResult(BLOCKED, value) as tuple.__new__ builds an instance of a tuple subclass. */
+    PyTypeObject *type = (PyTypeObject *)f->result_type;
+    PyObject *res = type->tp_alloc(type, 2);
+    if (res == NULL) {
+        Py_DECREF(v);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(res, 0, Py_NewRef(f->blocked));
+    PyTuple_SET_ITEM(res, 1, v);
     return res;
+}
+
+static inline uint32_t memo_key(const char *digits, Py_ssize_t n) {
+    uint32_t v = 0;
+    for (Py_ssize_t i = 0; i < n; i++) v = v * 10 + (uint32_t)(digits[i] - '0');
+    return v * 8 + (uint32_t)n + 1;
+}
+
+static inline uint32_t memo_slot(uint32_t key) { return (key * 2654435761u) & (FP_MEMO_SLOTS - 1); }
+
+static int memo_has(const FastPath *f, uint32_t key) {
+    if (f->memo == NULL) return 0;
+    for (uint32_t i = memo_slot(key);; i = (i + 1) & (FP_MEMO_SLOTS - 1)) {
+        if (f->memo[i] == key) return 1;
+        if (f->memo[i] == 0) return 0;
+    }
+}
+
+static void memo_add(FastPath *f, uint32_t key) {
+    if (f->memo_used >= FP_MEMO_SLOTS / 2) return; /* full enough: ask Python from now on */
+    if (f->memo == NULL) {
+        f->memo = PyMem_Calloc(FP_MEMO_SLOTS, sizeof(uint32_t));
+        if (f->memo == NULL) return; /* only a cache: go without */
+    }
+    uint32_t i = memo_slot(key);
+    while (f->memo[i] != 0) {
+        if (f->memo[i] == key) return;
+        i = (i + 1) & (FP_MEMO_SLOTS - 1);
+    }
+    f->memo[i] = key;
+    f->memo_used++;
+}
+
+/* Screener._step: the length of the one dial prefix `s` starts with; 0 when it starts with no
+ * prefix's first digit, -1 when no prefix or two could apply (a prefix listed twice counts
+ * twice, as in the Python list). */
+static Py_ssize_t fastpath_step(const FastPath *f, const char *s, Py_ssize_t n) {
+    if (n == 0 || !f->prefix_first[s[0] - '0']) return 0;
+    Py_ssize_t cut = -1, applying = 0;
+    for (Py_ssize_t i = 0; i < f->nprefixes; i++) {
+        if (has_prefix(s, n, f->prefixes[i], f->prefix_len[i])) {
+            applying++;
+            cut = f->prefix_len[i];
+        }
+    }
+    return applying == 1 ? cut : -1;
 }
 
 static PyObject *fastpath_call(FastPath *f, PyObject *dialled) {
@@ -768,7 +856,9 @@ static PyObject *fastpath_call(FastPath *f, PyObject *dialled) {
     const char *cand;
     Py_ssize_t cand_len;
     char built[FP_MAX_DIAL + 2 * FP_MAX_PART + 1];
-    int stacked = 0;
+    /* Where each variant still starting with a dial prefix begins (Python's `stacked`). */
+    Py_ssize_t stacked[FP_MAX_DIAL + 1];
+    Py_ssize_t nstacked = 0;
     const char *international = NULL;
     Py_ssize_t international_len = 0;
     if (plus) {
@@ -779,13 +869,25 @@ static PyObject *fastpath_call(FastPath *f, PyObject *dialled) {
         const char *rest = num;
         Py_ssize_t rest_len = len;
         if (f->prefix_first[num[0] - '0']) {
-            if (!(f->outside_trunk_len && has_prefix(num, len, f->outside_trunk,
-                                                     f->outside_trunk_len))) {
-                Py_RETURN_NONE; /* Python: _unstack */
+            if (f->outside_trunk_len &&
+                has_prefix(num, len, f->outside_trunk, f->outside_trunk_len)) {
+                stacked[nstacked++] = 0;
+                rest = num + f->outside_line_len;
+                rest_len = len - f->outside_line_len;
+            } else {
+                /* Python: _unstack, stripping one prefix at a time while exactly one applies. */
+                Py_ssize_t pos = 0, found = 1;
+                for (;;) {
+                    Py_ssize_t cut = fastpath_step(f, num + pos, len - pos);
+                    if (cut == 0) break;
+                    if (cut < 0 || found >= f->max_variants) Py_RETURN_NONE;
+                    stacked[nstacked++] = pos;
+                    pos += cut;
+                    found++;
+                }
+                rest = num + pos;
+                rest_len = len - pos;
             }
-            stacked = 1;
-            rest = num + f->outside_line_len;
-            rest_len = len - f->outside_line_len;
             if (rest_len <= f->never_long) Py_RETURN_NONE;
         }
         if (!has_prefix(rest, rest_len, f->trunk, f->trunk_len)) Py_RETURN_NONE;
@@ -826,16 +928,20 @@ static PyObject *fastpath_call(FastPath *f, PyObject *dialled) {
         if (barred < 0) return NULL;
         if (barred) return fastpath_blocked(f, value);
     }
-    if (stacked) {
-        /* Python: the outside-line variant's speculative readings, unless the snapshot's guess
-         * cache says it has none worth a lookup. */
-        Py_ssize_t g = len < f->guess_digits ? len : f->guess_digits;
-        PyObject *key = PyUnicode_FromStringAndSize(num, g);
+    for (Py_ssize_t k = 0; k < nstacked; k++) {
+        /* Python: the prefixed variants' speculative readings, unless the snapshot's guess
+         * cache says that none of them has one worth a lookup. */
+        Py_ssize_t left = len - stacked[k];
+        Py_ssize_t g = left < f->guess_digits ? left : f->guess_digits;
+        uint32_t mk = memo_key(num + stacked[k], g);
+        if (memo_has(f, mk)) continue;
+        PyObject *key = PyUnicode_FromStringAndSize(num + stacked[k], g);
         if (key == NULL) return NULL;
         PyObject *found = PyDict_GetItemWithError(f->guesses, key);
         Py_DECREF(key);
         if (found == NULL && PyErr_Occurred()) return NULL;
         if (found != f->no_guesses) Py_RETURN_NONE; /* Python: _guess */
+        memo_add(f, mk);
     }
     Py_INCREF(f->allowed);
     return f->allowed;

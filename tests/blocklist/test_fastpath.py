@@ -32,6 +32,7 @@ PLANS = {
     "leeds-no-line": DialPlan(area_code="113", outside_line=""),
     "outside-line-0": DialPlan(outside_line="0"),  # the outside line starts like the trunk
     "outside-line-141": DialPlan(outside_line="141"),  # the outside line is a dial prefix
+    "outside-line-14": DialPlan(outside_line="14"),  # two prefixes apply to "141..."
     "no-area": DialPlan(area_code=""),
     "italy": DialPlan(country="IT", area_code="", outside_line="9"),  # no trunk prefix
     "us": DialPlan(country="US", area_code="212", outside_line="9"),  # trunk 1, intl 011
@@ -101,6 +102,11 @@ COMMON = [
     ("07700 900124", None),
     ("+447700900124", None),
     ("9 07700 900124", None),
+    ("141 07700 900123", MOBILE),
+    ("9 141 07700 900123", MOBILE),
+    ("141 9 1470 07700 900123", MOBILE),
+    ("18001 +44 7700 900123", MOBILE),  # '+' after a prefix: Python's parser decides
+    ("1470 07700 900124", None),
 ]
 
 
@@ -110,8 +116,8 @@ def test_common_forms_agree_and_are_decided_in_c(dialled: str, barred: int | Non
     fast = assert_agrees(s, dialled)
     expected = (Verdict.ALLOWED, None) if barred is None else (Verdict.BLOCKED, barred)
     assert tuple(s.check(dialled)) == expected
-    if dialled.startswith("0033"):
-        assert fast is None  # another country's number is not the fast path's
+    if dialled.startswith(("0033", "18001 +")):
+        assert fast is None  # not the fast path's: another country, '+' after a prefix
     else:
         assert fast is not None, f"{dialled!r} should be decided by the C fast path"
 
@@ -152,7 +158,8 @@ def test_the_set_baseline_runs_the_same_fast_path() -> None:
     s = Screener(DialPlan(), ListHolder(ListSnapshot.from_numbers(BARRED, 1)))
     t = s._tables
     fast = FastPath(
-        cc="44", trunk="0", intl="00", outside_line="9", outside_trunk="90", prefix_first="91",
+        cc="44", trunk="0", intl="00", outside_line="9", outside_trunk="90",
+        prefixes=("9", "141"), max_variants=16,
         separators=" -.()/\t", never_long=s._never_long, max_dial=64, min_total=t.own[0],
         totals=t.own[1], base=set(BARRED), added=frozenset(), removed=frozenset(),
         never_ints=frozenset(), never_listed=False, trunk_listed=False, guesses={},
@@ -162,11 +169,13 @@ def test_the_set_baseline_runs_the_same_fast_path() -> None:
     assert fast.check("07700 900123") == ("blocked", MOBILE)
     assert fast.check("07700 900124") == "allowed"
     assert fast.check("9 07700 900124") is None  # the guess cache says nothing yet
+    assert fast.check("141 9 07700 900123") == ("blocked", MOBILE)
 
 
 def test_construction_refuses_what_it_cannot_read() -> None:
     kwargs = dict(
-        cc="44", trunk="0", intl="00", outside_line="9", outside_trunk="90", prefix_first="91",
+        cc="44", trunk="0", intl="00", outside_line="9", outside_trunk="90",
+        prefixes=("9", "141"), max_variants=16,
         separators=" ", never_long=8, max_dial=64, min_total=9, totals=(12,), base=set(),
         added=frozenset(), removed=frozenset(), never_ints=frozenset(), never_listed=False,
         trunk_listed=False, guesses={}, no_guesses=None, guess_digits=6, allowed=None,
@@ -180,6 +189,11 @@ def test_construction_refuses_what_it_cannot_read() -> None:
         ({"separators": " 1"}, "separator"),
         ({"totals": (12, 11)}, "ascending"),
         ({"totals": (20,)}, "ascending"),
+        ({"prefixes": ("9", "1x")}, "not digits"),
+        ({"prefixes": ("9", "")}, "not digits"),
+        ({"prefixes": ("9",) * 17}, "more than 16"),
+        ({"max_variants": 0}, "max_variants"),
+        ({"guess_digits": 7}, "guess_digits"),
     ):
         with pytest.raises(ValueError, match=message):
             FastPath(**{**kwargs, **bad})  # type: ignore[arg-type]
