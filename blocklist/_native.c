@@ -834,7 +834,11 @@ static Py_ssize_t fastpath_step(const FastPath *f, const char *s, Py_ssize_t n) 
 }
 
 static PyObject *fastpath_call(FastPath *f, PyObject *dialled) {
-    if (!PyUnicode_Check(dialled) || !PyUnicode_IS_ASCII(dialled)) Py_RETURN_NONE;
+    if (!PyUnicode_Check(dialled)) Py_RETURN_NONE;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(dialled) < 0) return NULL; /* legacy strings exist until 3.12 */
+#endif
+    if (!PyUnicode_IS_ASCII(dialled)) Py_RETURN_NONE;
     Py_ssize_t n = PyUnicode_GET_LENGTH(dialled);
     if (n > FP_MAX_DIAL) Py_RETURN_NONE;
     const unsigned char *c = PyUnicode_1BYTE_DATA(dialled);

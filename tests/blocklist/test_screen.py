@@ -391,7 +391,8 @@ def test_one_screener_agrees_on_every_stack_of_two_prefixes() -> None:
     stacks = ["", "9", "141", "1470", "18001", "18002", "14", "147", "1800"]
     dials = [a + b + tail for a in stacks for b in stacks for tail in (national, national[1:])]
     for dialled in dials + dials:
-        assert s.check(dialled) == s._check_parsed(None, dialled), dialled
+        general = s._check_parsed(None, dialled)
+        assert s.check(dialled) == s._check_py(dialled) == general, dialled
 
 
 def assert_paths_agree(digits: str, area: str, outside_line: str) -> None:
@@ -422,9 +423,14 @@ def assert_paths_agree(digits: str, area: str, outside_line: str) -> None:
         s = screener(plan, barred=(*BARRED, *extra, "+448001111"))
         for neighbour in neighbours:
             s.check(neighbour)
-        assert s.check(digits) == s._check_parsed(None, digits)
-        assert s.check("+" + digits) == s._check_parsed("", digits)
-        assert s.check("00" + digits) == s._check_parsed(None, "00" + digits)
+        # check (the C fast path, else Python), _check_py (the Python fast paths, the reference
+        # the C code transcribes) and the general path must all agree.
+        for dialled, general in (
+            (digits, s._check_parsed(None, digits)),
+            ("+" + digits, s._check_parsed("", digits)),
+            ("00" + digits, s._check_parsed(None, "00" + digits)),
+        ):
+            assert s.check(dialled) == s._check_py(dialled) == general, dialled
         if len(spaced) + 2 <= MAX_DIAL_CHARS:
             assert s.check(digits) == s.check(spaced)
             assert s.check("+" + digits) == s.check("+ " + spaced)
