@@ -197,3 +197,22 @@ def test_construction_refuses_what_it_cannot_read() -> None:
     ):
         with pytest.raises(ValueError, match=message):
             FastPath(**{**kwargs, **bad})  # type: ignore[arg-type]
+
+
+def test_a_plan_the_fast_path_cannot_read_falls_back_to_python() -> None:
+    # An outside line longer than the C code reads (16 digits): every dial takes the Python
+    # path, with the same verdicts.
+    plan = DialPlan(outside_line="9" * 17)
+    s = Screener(plan, ListHolder(ListSnapshot.from_numbers(BARRED, 1)))
+    assert s._tables.fast("07700900123") is None
+    assert tuple(s.check("07700 900123")) == (Verdict.BLOCKED, MOBILE)
+    assert tuple(s.check("9" * 17 + "07700900123")) == (Verdict.BLOCKED, MOBILE)
+    assert s.check("07700 900124").verdict is Verdict.ALLOWED
+
+
+@given(dialled=st.text(max_size=90))
+@settings(max_examples=400, deadline=None)
+def test_any_text_gets_the_python_answer(dialled: str) -> None:
+    # Any text at all, longer than MAX_DIAL_CHARS and beyond ASCII included: never a crash,
+    # and the fast path either answers as Python does or leaves it to Python.
+    assert_agrees(screener("london-9", "overlay"), dialled)
