@@ -248,11 +248,13 @@ class ListSnapshot:
             if not _plausible(n):
                 raise SnapshotError(f"an added entry is not a {_DIGITS_RANGE} digit E.164 number")
         if len(adds) + len(removes) + len(self.added) + len(self.removed) > OVERLAY_MAX_ENTRIES:
-            # The overlay and the batch as one change to the base, later operations winning
-            # (`added` is disjoint from the base and `removed` a subset of it, so these two are
-            # disjoint), merged in one pass.
-            adds_all = (self.added | set(adds)) - set(removes)
-            removes_all = (self.removed | set(removes)) - set(adds)
+            # The overlay and the batch as one change to the base, merged in one pass: later
+            # operations win, and within the batch a remove wins over an add of the same number
+            # (as in the overlay below). `added` is disjoint from the base and `removed` a
+            # subset of it, so the two sets are disjoint.
+            add_set, remove_set = set(adds), set(removes)
+            adds_all = (self.added | add_set) - remove_set
+            removes_all = (self.removed - add_set) | remove_set
             return ListSnapshot(
                 self.base.merged(array("Q", sorted(adds_all)), array("Q", sorted(removes_all))),
                 version,
