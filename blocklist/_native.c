@@ -4,23 +4,25 @@
  * layout), with membership, rank and range counts, and a merge that builds a new set.
  *
  * FastPath: `Screener.check`'s fast path for the dial forms a PBX sends most (national 0...,
- * +CC..., 00CC..., each also behind the outside line, each also with separators), over one
- * snapshot. It answers only where its answer is exactly the Python screener's, and returns None
- * for everything else, which the Python screener then reads from the start (see FastPath below).
+ * +CC..., 00CC..., each also behind stacked dial prefixes such as 9 and 141, each also with
+ * separators), over one snapshot. It answers only where its answer is exactly the Python
+ * screener's, and returns None for everything else, which the Python screener then reads from
+ * the start (see FastPath below).
  *
- * Why not pyroaring's FrozenBitMap64 (the layout the list was first held in): measured on 1M
- * seeded UK-like numbers, a cold `in` on it costs ~930 ns (its 64-bit map walks an adaptive radix
- * tree, then binary-searches a container: several cache misses) and it keeps ~5.4 bytes/number
- * resident (one allocation per ~6 entries); this layout answers a cold `in` in ~380 ns, as a
- * Python set does, in ~2.7 bytes/number (bench/RESULTS.md). Roaring stays the snapshot file's
+ * Why not pyroaring's FrozenBitMap64 (the layout the list was first held in): in bench.lookup's
+ * floors on 1M seeded UK-like numbers, a cold `in` on it costs about three times a Python set's
+ * (~680 against ~235 ns: its 64-bit map walks an adaptive radix tree, then searches a container)
+ * and it keeps ~5.4 bytes/number by RSS (one allocation per few entries); an `in` on this layout
+ * costs what a set's does, in ~2.7 bytes/number (3.3 by RSS). Roaring stays the snapshot file's
  * and the sync wire's payload format; only what is resident changed.
  *
  * Layout. Values are split into shards by their high 32 bits (an E.164 number < 10^15 < 2^50, so
  * a country's numbers fall in a few shards). A shard has a directory over the top `bits` bits of
- * the low 32 (2^bits + 1 offsets, bits chosen so a bucket holds at most 2 entries on average) and
- * its entries sorted: as uint16 (the low 16 bits) when bits == 16, else as uint32 (the low 32).
- * A lookup is a binary search over the few shard keys (hot in cache), two directory reads and a
- * search of a bucket of ~2: two cache misses when cold.
+ * the low 32 (2^bits + 1 offsets into its entries) and its entries sorted: as uint16 (the low 16
+ * bits) when bits == 16, else as uint32 (the low 32). `bits` grows with the shard until a bucket
+ * holds at most 2 entries on average, up to 16 (a bucket is then one 65,536-value block: 6 to 9
+ * entries for the bench's million). A lookup is a binary search over the few shard keys (hot in
+ * cache), two directory reads and a search of one bucket: about two cache misses when cold.
  *
  * Immutable after construction, so readers on any thread need no lock.
  */
