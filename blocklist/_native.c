@@ -319,19 +319,13 @@ static PyObject *u64set_to_array(U64Set *u, PyObject *Py_UNUSED(ignored)) {
     Py_DECREF(mod);
     if (arr == NULL) return NULL;
     if (u->len == 0) return arr;
-    uint64_t *tmp = PyMem_Malloc((size_t)u->len * sizeof(uint64_t));
-    if (tmp == NULL) {
-        Py_DECREF(arr);
-        return PyErr_NoMemory();
-    }
-    u64set_decode(u, tmp);
-    PyObject *bytes = PyBytes_FromStringAndSize((const char *)tmp,
-                                                (Py_ssize_t)(u->len * sizeof(uint64_t)));
-    PyMem_Free(tmp);
+    /* Decoded straight into a bytes object, which the array then copies once. */
+    PyObject *bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(u->len * sizeof(uint64_t)));
     if (bytes == NULL) {
         Py_DECREF(arr);
         return NULL;
     }
+    u64set_decode(u, (uint64_t *)PyBytes_AS_STRING(bytes));
     PyObject *r = PyObject_CallMethod(arr, "frombytes", "O", bytes);
     Py_DECREF(bytes);
     if (r == NULL) {

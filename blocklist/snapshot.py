@@ -81,23 +81,23 @@ def _lengths(entries: U64Set) -> frozenset[int]:
     return frozenset(found)
 
 
+def _roaring_values(bitmap: FrozenBitMap64 | BitMap64) -> array[int]:
+    """A roaring bitmap's values, ascending, as array('Q')."""
+    values = bitmap.to_array()
+    if not isinstance(values, array) or values.itemsize != 8:
+        values = array("Q", values)
+    return values
+
+
 def _as_u64set(entries: U64Set | FrozenBitMap64 | BitMap64) -> U64Set:
     """The resident set for a snapshot given either layout (roaring: from a file, the sync wire
     or a test)."""
-    if isinstance(entries, U64Set):
-        return entries
-    values = entries.to_array()
-    if not isinstance(values, array) or values.itemsize != 8:
-        values = array("Q", values)
-    return U64Set(values)
+    return entries if isinstance(entries, U64Set) else U64Set(_roaring_values(entries))
 
 
 def _sorted_array(numbers: Iterable[int]) -> array[int]:
     """Distinct numbers, ascending, as array('Q') (roaring sorts and deduplicates them)."""
-    values = BitMap64(numbers).to_array()
-    if not isinstance(values, array) or values.itemsize != 8:
-        values = array("Q", values)
-    return values
+    return _roaring_values(BitMap64(numbers))
 
 
 # A change applied by a follower is kept beside the base set (an overlay of added and lifted

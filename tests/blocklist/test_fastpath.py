@@ -153,19 +153,25 @@ def test_a_swapped_snapshot_is_screened_against_the_new_list() -> None:
     assert s._tables.snapshot is holder.current
 
 
+# A London plan's FastPath over an empty Python set, for tests that build one by hand.
+PLAIN: dict[str, object] = dict(
+    cc="44", trunk="0", intl="00", outside_line="9", outside_trunk="90",
+    prefixes=("9", "141"), max_variants=16, separators=" ", never_long=8, max_dial=64,
+    min_total=9, totals=(12,), base=set(), added=frozenset(), removed=frozenset(),
+    never_ints=frozenset(), never_listed=False, trunk_listed=False, guesses={},
+    no_guesses=None, guess_digits=6, allowed=None, result_type=tuple, blocked=None,
+)  # fmt: skip
+
+
 def test_the_set_baseline_runs_the_same_fast_path() -> None:
     # Any container as the base: the bench's "same normaliser + Python set" baseline.
     s = Screener(DialPlan(), ListHolder(ListSnapshot.from_numbers(BARRED, 1)))
     t = s._tables
-    fast = FastPath(
-        cc="44", trunk="0", intl="00", outside_line="9", outside_trunk="90",
-        prefixes=("9", "141"), max_variants=16,
-        separators=" -.()/\t", never_long=s._never_long, max_dial=64, min_total=t.own[0],
-        totals=t.own[1], base=set(BARRED), added=frozenset(), removed=frozenset(),
-        never_ints=frozenset(), never_listed=False, trunk_listed=False, guesses={},
-        no_guesses=object(), guess_digits=6, allowed="allowed", result_type=tuple,
-        blocked="blocked",
-    )  # fmt: skip
+    fast = FastPath(**{
+        **PLAIN, "separators": " -.()/\t", "never_long": s._never_long, "min_total": t.own[0],
+        "totals": t.own[1], "base": set(BARRED), "guesses": {}, "no_guesses": object(),
+        "allowed": "allowed", "blocked": "blocked",
+    })  # type: ignore[arg-type]  # fmt: skip
     assert fast.check("07700 900123") == ("blocked", MOBILE)
     assert fast.check("07700 900124") == "allowed"
     assert fast.check("9 07700 900124") is None  # the guess cache says nothing yet
@@ -173,14 +179,7 @@ def test_the_set_baseline_runs_the_same_fast_path() -> None:
 
 
 def test_construction_refuses_what_it_cannot_read() -> None:
-    kwargs = dict(
-        cc="44", trunk="0", intl="00", outside_line="9", outside_trunk="90",
-        prefixes=("9", "141"), max_variants=16,
-        separators=" ", never_long=8, max_dial=64, min_total=9, totals=(12,), base=set(),
-        added=frozenset(), removed=frozenset(), never_ints=frozenset(), never_listed=False,
-        trunk_listed=False, guesses={}, no_guesses=None, guess_digits=6, allowed=None,
-        result_type=tuple, blocked=None,
-    )  # fmt: skip
+    kwargs = PLAIN
     FastPath(**kwargs)  # type: ignore[arg-type]
     for bad, message in (
         ({"max_dial": 65}, "max_dial"),
